@@ -1,0 +1,340 @@
+//! XML bodies: parsing what clients send (block lists, ACLs, service properties) and the
+//! small writer helpers the handlers use to build responses.
+
+use quick_xml::Reader;
+use quick_xml::events::Event;
+
+use crate::error::{ErrorCode, StorageError, StorageResult};
+
+/// Escapes text for an XML element or attribute.
+pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+    quick_xml::escape::escape(text)
+}
+
+/// The XML declaration every response body starts with.
+pub const DECLARATION: &str = r#"<?xml version="1.0" encoding="utf-8"?>"#;
+
+/// Appends `<name>text</name>`.
+pub fn element(out: &mut String, name: &str, text: &str) {
+    out.push('<');
+    out.push_str(name);
+    out.push('>');
+    out.push_str(&escape(text));
+    out.push_str("</");
+    out.push_str(name);
+    out.push('>');
+}
+
+/// Appends `<name>text</name>`, or `<name />` when `text` is empty.
+pub fn element_or_empty(out: &mut String, name: &str, text: &str) {
+    if text.is_empty() {
+        out.push('<');
+        out.push_str(name);
+        out.push_str(" />");
+    } else {
+        element(out, name, text);
+    }
+}
+
+/// Which list of a blob a `Put Block List` entry refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockListKind {
+    /// `<Committed>`: the blob's committed list.
+    Committed,
+    /// `<Uncommitted>`: the blob's uncommitted list.
+    Uncommitted,
+    /// `<Latest>`: uncommitted if present, else committed.
+    Latest,
+}
+
+fn invalid_xml() -> StorageError {
+    StorageError::new(ErrorCode::InvalidXmlDocument)
+}
+
+/// Parses a `Put Block List` body into (kind, base64 block id) entries.
+pub fn parse_block_list(body: &[u8]) -> StorageResult<Vec<(BlockListKind, String)>> {
+    let mut reader = Reader::from_reader(body);
+    reader.config_mut().trim_text(true);
+    let mut buf = Vec::new();
+    let mut depth = 0usize;
+    let mut seen_root = false;
+    let mut current: Option<BlockListKind> = None;
+    let mut text = String::new();
+    let mut entries = Vec::new();
+    loop {
+        match reader
+            .read_event_into(&mut buf)
+            .map_err(|_| invalid_xml())?
+        {
+            Event::Start(e) => {
+                depth += 1;
+                let name = e.local_name();
+                match (depth, name.as_ref()) {
+                    (1, b"BlockList") if !seen_root => seen_root = true,
+                    (2, b"Committed") => current = Some(BlockListKind::Committed),
+                    (2, b"Uncommitted") => current = Some(BlockListKind::Uncommitted),
+                    (2, b"Latest") => current = Some(BlockListKind::Latest),
+                    _ => return Err(invalid_xml()),
+                }
+                text.clear();
+            }
+            Event::Empty(e) => {
+                let name = e.local_name();
+                match (depth, name.as_ref()) {
+                    (0, b"BlockList") if !seen_root => seen_root = true,
+                    // An empty id element is a block id of "", which is never valid.
+                    (1, b"Committed" | b"Uncommitted" | b"Latest") => {
+                        return Err(ErrorCode::InvalidBlockList.into());
+                    }
+                    _ => return Err(invalid_xml()),
+                }
+            }
+            Event::Text(t) => {
+                if current.is_none() {
+                    return Err(invalid_xml());
+                }
+                text.push_str(&t.decode().map_err(|_| invalid_xml())?);
+            }
+            Event::GeneralRef(r) => {
+                // Entity references such as &#x3D; inside a block id.
+                let resolved = r
+                    .resolve_char_ref()
+                    .ok()
+                    .flatten()
+                    .map(String::from)
+                    .or_else(|| {
+                        let name = r.decode().ok()?;
+                        quick_xml::escape::resolve_xml_entity(&name).map(String::from)
+                    })
+                    .ok_or_else(invalid_xml)?;
+                text.push_str(&resolved);
+            }
+            Event::End(_) => {
+                if depth == 2 {
+                    let kind = current.take().ok_or_else(invalid_xml)?;
+                    entries.push((kind, std::mem::take(&mut text)));
+                }
+                depth = depth.checked_sub(1).ok_or_else(invalid_xml)?;
+            }
+            Event::Eof => break,
+            Event::Decl(_) | Event::Comment(_) | Event::PI(_) | Event::DocType(_) => {}
+            Event::CData(c) => text.push_str(&String::from_utf8_lossy(&c)),
+        }
+        buf.clear();
+    }
+    if !seen_root || depth != 0 {
+        return Err(invalid_xml());
+    }
+    Ok(entries)
+}
+
+/// A stored access policy of a container (`<SignedIdentifier>`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SignedIdentifier {
+    /// The policy id (`si` in a SAS), at most 64 characters.
+    pub id: String,
+    /// `<Start>`, ISO 8601, if set.
+    pub start: Option<String>,
+    /// `<Expiry>`, ISO 8601, if set.
+    pub expiry: Option<String>,
+    /// `<Permission>` letters, if set.
+    pub permission: Option<String>,
+}
+
+/// Parses a `Set Container ACL` body. An empty body clears the policies.
+pub fn parse_signed_identifiers(body: &[u8]) -> StorageResult<Vec<SignedIdentifier>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Vec::new());
+    }
+    let mut reader = Reader::from_reader(body);
+    reader.config_mut().trim_text(true);
+    let mut buf = Vec::new();
+    let mut path: Vec<Vec<u8>> = Vec::new();
+    let mut out: Vec<SignedIdentifier> = Vec::new();
+    let mut text = String::new();
+    loop {
+        match reader
+            .read_event_into(&mut buf)
+            .map_err(|_| invalid_xml())?
+        {
+            Event::Start(e) => {
+                let name = e.local_name().as_ref().to_vec();
+                if path.len() == 1 && name == b"SignedIdentifier" {
+                    out.push(SignedIdentifier::default());
+                }
+                path.push(name);
+                text.clear();
+            }
+            Event::Empty(e)
+                if path.is_empty() && e.local_name().as_ref() != b"SignedIdentifiers" =>
+            {
+                return Err(invalid_xml());
+            }
+            Event::Text(t) => text.push_str(&t.decode().map_err(|_| invalid_xml())?),
+            Event::GeneralRef(r) => {
+                let name = r.decode().map_err(|_| invalid_xml())?;
+                text.push_str(quick_xml::escape::resolve_xml_entity(&name).unwrap_or(""));
+            }
+            Event::End(_) => {
+                let value = std::mem::take(&mut text);
+                let names: Vec<&[u8]> = path.iter().map(Vec::as_slice).collect();
+                if let Some(current) = out.last_mut() {
+                    match names.as_slice() {
+                        [b"SignedIdentifiers", b"SignedIdentifier", b"Id"] => current.id = value,
+                        [_, _, b"AccessPolicy", b"Start"] => current.start = Some(value),
+                        [_, _, b"AccessPolicy", b"Expiry"] => current.expiry = Some(value),
+                        [_, _, b"AccessPolicy", b"Permission"] => current.permission = Some(value),
+                        _ => {}
+                    }
+                }
+                if path.len() == 1 && path[0] != b"SignedIdentifiers" {
+                    return Err(invalid_xml());
+                }
+                path.pop();
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+        buf.clear();
+    }
+    if !path.is_empty() {
+        return Err(invalid_xml());
+    }
+    if out.len() > 5 {
+        return Err(StorageError::new(ErrorCode::InvalidXmlDocument)
+            .with_message("At most 5 signed identifiers are allowed."));
+    }
+    for id in &out {
+        if id.id.is_empty() || id.id.len() > 64 {
+            return Err(StorageError::new(ErrorCode::InvalidXmlDocument)
+                .with_message("A signed identifier must be 1 to 64 characters long."));
+        }
+    }
+    Ok(out)
+}
+
+/// Renders the `Get Container ACL` body.
+pub fn write_signed_identifiers(ids: &[SignedIdentifier]) -> String {
+    let mut out = String::from(DECLARATION);
+    out.push_str("<SignedIdentifiers>");
+    for id in ids {
+        out.push_str("<SignedIdentifier>");
+        element(&mut out, "Id", &id.id);
+        out.push_str("<AccessPolicy>");
+        if let Some(v) = &id.start {
+            element(&mut out, "Start", v);
+        }
+        if let Some(v) = &id.expiry {
+            element(&mut out, "Expiry", v);
+        }
+        if let Some(v) = &id.permission {
+            element(&mut out, "Permission", v);
+        }
+        out.push_str("</AccessPolicy></SignedIdentifier>");
+    }
+    out.push_str("</SignedIdentifiers>");
+    out
+}
+
+/// Checks that a body is well-formed XML whose root element is `root`.
+pub fn check_root(body: &[u8], root: &str) -> StorageResult<()> {
+    let mut reader = Reader::from_reader(body);
+    let mut buf = Vec::new();
+    let mut depth = 0i32;
+    let mut root_ok = false;
+    loop {
+        match reader
+            .read_event_into(&mut buf)
+            .map_err(|_| invalid_xml())?
+        {
+            Event::Start(e) => {
+                if depth == 0 {
+                    root_ok = e.local_name().as_ref() == root.as_bytes();
+                }
+                depth += 1;
+            }
+            Event::Empty(e) if depth == 0 => {
+                root_ok = e.local_name().as_ref() == root.as_bytes();
+            }
+            Event::End(_) => depth -= 1,
+            Event::Eof => break,
+            _ => {}
+        }
+        buf.clear();
+    }
+    if root_ok && depth == 0 {
+        Ok(())
+    } else {
+        Err(invalid_xml())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_list_parses_all_kinds() {
+        let body = br#"<?xml version='1.0' encoding='utf-8'?>
+<BlockList><Latest>QUFB</Latest><Committed>QkJC</Committed><Uncommitted>Q0ND&#x3D;</Uncommitted></BlockList>"#;
+        let parsed = parse_block_list(body).unwrap();
+        assert_eq!(
+            parsed,
+            vec![
+                (BlockListKind::Latest, "QUFB".to_owned()),
+                (BlockListKind::Committed, "QkJC".to_owned()),
+                (BlockListKind::Uncommitted, "Q0ND=".to_owned()),
+            ]
+        );
+        assert_eq!(parse_block_list(b"<BlockList/>").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn block_list_rejects_garbage() {
+        for body in [
+            &b"<BlockList><Latest>a</Latest>"[..],
+            b"not xml",
+            b"<Other><Latest>a</Latest></Other>",
+            b"<BlockList><Latest><x/></Latest></BlockList>",
+            b"",
+        ] {
+            assert!(
+                parse_block_list(body).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn signed_identifiers_round_trip() {
+        let ids = vec![SignedIdentifier {
+            id: "policy1".into(),
+            start: Some("2026-01-01T00:00:00Z".into()),
+            expiry: Some("2027-01-01T00:00:00Z".into()),
+            permission: Some("rl".into()),
+        }];
+        let xml = write_signed_identifiers(&ids);
+        assert_eq!(parse_signed_identifiers(xml.as_bytes()).unwrap(), ids);
+        assert_eq!(parse_signed_identifiers(b"").unwrap(), vec![]);
+        assert!(parse_signed_identifiers(b"<Nope/>").is_err());
+        assert_eq!(
+            parse_signed_identifiers(b"<SignedIdentifiers/>").unwrap(),
+            vec![]
+        );
+        assert!(parse_signed_identifiers(b"<SignedIdentifiers>").is_err());
+    }
+
+    #[test]
+    fn root_check() {
+        assert!(
+            check_root(
+                b"<StorageServiceProperties><Logging/></StorageServiceProperties>",
+                "StorageServiceProperties"
+            )
+            .is_ok()
+        );
+        assert!(check_root(b"<Other/>", "StorageServiceProperties").is_err());
+        assert!(check_root(b"<StorageServiceProperties>", "StorageServiceProperties").is_err());
+    }
+}

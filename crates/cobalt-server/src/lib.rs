@@ -1,0 +1,127 @@
+//! Cobalt's server process: builds each service from a [`ServerConfig`], binds its listener,
+//! runs background tasks, and shuts everything down gracefully.
+//!
+//! Owns: configuration, listeners, the shutdown signal. Must not do: protocol work; that
+//! belongs to the service crates (`cobalt-blob`, later the Batch API).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use cobalt_blob::{BlobService, Engine, EngineConfig};
+use cobalt_model::{Accounts, DEV_STORAGE_ACCOUNT};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// Environment variable with extra storage accounts, `name:key[:key2];...` (Azurite's
+/// `AZURITE_ACCOUNTS` is read too).
+pub const ACCOUNTS_ENV: &str = "COBALT_STORAGE_ACCOUNTS";
+
+/// How a server is set up.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Where state lives.
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    pub host: IpAddr,
+    /// Blob service port; 0 picks a free one.
+    pub blob_port: u16,
+    /// Extra storage accounts in `name:key[:key2];...` form.
+    pub storage_accounts: Option<String>,
+    /// Storage engine tuning.
+    pub engine: EngineConfig,
+    /// How often expired uncommitted blocks are swept.
+    pub gc_interval: Duration,
+}
+
+impl ServerConfig {
+    /// Defaults for a data directory: loopback, port 10000, extra accounts from the environment.
+    pub fn new(data_dir: PathBuf) -> Self {
+        let storage_accounts = [ACCOUNTS_ENV, "AZURITE_ACCOUNTS"]
+            .iter()
+            .find_map(|k| std::env::var(k).ok())
+            .filter(|v| !v.trim().is_empty());
+        Self {
+            data_dir,
+            host: IpAddr::from([127, 0, 0, 1]),
+            blob_port: 10000,
+            storage_accounts,
+            engine: EngineConfig::default(),
+            gc_interval: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// A started server.
+pub struct Server {
+    /// Where the blob service listens.
+    pub blob_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Server {
+    /// Opens state, binds listeners and starts serving.
+    pub async fn start(config: ServerConfig) -> anyhow::Result<Self> {
+        let mut accounts = Accounts::dev_storage();
+        if let Some(spec) = &config.storage_accounts {
+            accounts
+                .extend_from_spec(spec)
+                .context("invalid storage account list")?;
+        }
+        let blob_dir = config.data_dir.join("blob");
+        let engine_config = config.engine.clone();
+        let engine = tokio::task::spawn_blocking(move || Engine::open(&blob_dir, engine_config))
+            .await?
+            .with_context(|| {
+                format!(
+                    "cannot open the blob store in {}",
+                    config.data_dir.display()
+                )
+            })?;
+        let engine = Arc::new(engine);
+        let service = Arc::new(BlobService {
+            engine: Arc::clone(&engine),
+            accounts,
+            default_account: DEV_STORAGE_ACCOUNT.to_owned(),
+        });
+        let listener = tokio::net::TcpListener::bind((config.host, config.blob_port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", config.host, config.blob_port))?;
+        let blob_addr = listener.local_addr()?;
+        let (shutdown, rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let app = cobalt_blob::router(service).into_make_service_with_connect_info::<SocketAddr>();
+        let mut stop = rx.clone();
+        tasks.spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "blob listener failed");
+            }
+        });
+        tasks.spawn(cobalt_blob::run_gc(engine, config.gc_interval, rx));
+        tracing::info!(data_dir = %config.data_dir.display(), "blob service listening on http://{blob_addr}");
+        Ok(Self {
+            blob_addr,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// The blob endpoint of the development account.
+    pub fn blob_endpoint(&self) -> String {
+        format!("http://{}/{DEV_STORAGE_ACCOUNT}", self.blob_addr)
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish, and waits for every task.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
