@@ -187,6 +187,33 @@ def tree_cpu_seconds(pid: int) -> float:
     return total / CLK_TCK
 
 
+def system_busy_seconds() -> float:
+    """CPU seconds spent busy by the whole machine (all cores) since boot, from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / CLK_TCK  # user nice system irq softirq steal
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def own_cpu_seconds() -> float:
+    """CPU of this process (all threads) plus its waited-for children (curl)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(open("/proc/loadavg").read().split()[:3])
+    except OSError:
+        return "?"
+
+
+LOAD_AT_START = ""
+NOISE_CORES = 0.3  # other processes' average CPU during a row above this: the row is flagged
+
+
 class RssSampler(threading.Thread):
     """Samples the server's process-tree RSS every ~50 ms and keeps the max per phase.
 
@@ -392,7 +419,16 @@ class Row:
 class Result:
     times: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
+    other: list[float] = field(default_factory=list)  # CPU s of processes other than server and clients
     error: str | None = None
+
+    def other_cores(self) -> float | None:
+        """Average load of other processes over all runs of the row, in cores."""
+        return sum(self.other) / sum(self.times) if self.times else None
+
+    def noisy(self) -> bool:
+        # /proc CPU counters tick every 10 ms: ignore less than 10 ticks of other load in total
+        return bool(self.times) and sum(self.other) >= 0.1 and self.other_cores() > NOISE_CORES
 
     def median(self) -> float | None:
         return statistics.median(self.times) if self.times and not self.error else None
@@ -457,6 +493,7 @@ class Bench:
         sampler = self.server.sampler
         sampler.begin(row_key)
         cpu0 = tree_cpu_seconds(pid)
+        own0, sys0 = own_cpu_seconds(), system_busy_seconds()
         t0 = time.perf_counter()
         try:
             fn()
@@ -470,11 +507,15 @@ class Bench:
         finally:
             sampler.end()
         elapsed = time.perf_counter() - t0
+        server_cpu = tree_cpu_seconds(pid) - cpu0
+        other = system_busy_seconds() - sys0 - server_cpu - (own_cpu_seconds() - own0)
         res.times.append(elapsed)
-        res.cpu.append(tree_cpu_seconds(pid) - cpu0)
+        res.cpu.append(server_cpu)
+        res.other.append(max(0.0, other))
         row = next(r for r in self.rows if r.key == row_key)
         print(f"[{self.server.label}] {row_key:<11} run {len(res.times)}: {elapsed:8.3f} s "
-              f"{row.amount / elapsed:10.1f} {row.unit}", flush=True)
+              f"{row.amount / elapsed:10.1f} {row.unit}  (server CPU {server_cpu:.2f} s, "
+              f"other processes {res.other[-1]:.2f} CPU s)", flush=True)
 
     def curl(self, args: list[str], timeout: float) -> str:
         r = subprocess.run(["curl", "-sS", "--connect-timeout", "10", *args],
@@ -669,7 +710,7 @@ def fmt_cell(row: Row, res: Result | None) -> str:
     m = res.median()
     if m is None:
         return "—"
-    return f"{fmt_time(m)} · {row.amount / m:,.0f} {row.unit}"
+    return f"{fmt_time(m)} · {row.amount / m:,.0f} {row.unit}{' ⚠' if res.noisy() else ''}"
 
 
 def fmt_rss(v: float | None) -> str:
@@ -706,6 +747,7 @@ def machine_info(cfg: Config) -> list[str]:
         f"- disk under test: `{fs[-1] if fs else '?'}` (data dirs, test files and dd all in `{cfg.tmp_root}`)",
         f"- clients: azure-storage-blob {sdk} on Python {platform.python_version()}, "
         f"{' '.join(sh(['curl', '--version']).split()[:2])}",
+        f"- load average (1/5/15 min): {LOAD_AT_START} at start, {loadavg()} at end",
         f"- repo commit: {commit}{' + uncommitted changes in crates/' if dirty else ''}",
     ]
 
@@ -773,6 +815,13 @@ def report(cfg: Config, servers: list[Server], benches: list[Bench | None], rows
         L.append(f"| {r.title} | {fmt_cell(r, ra)} | {fmt_cell(r, rb)} | {ratio_s} | {fmt_rss(rss(A, r.key))} | {pb_s} |")
     rss_max_b = max(rss_vals_b) if rss_vals_b else None
     L.append("")
+    noisy = [(b.server.label, r.title) for b in benches if b for r in rows
+             if b.results.get(r.key) and b.results[r.key].noisy()]
+    if noisy:
+        L.append(f"⚠ = other processes (not the server, not the benchmark's clients) used more than "
+                 f"{NOISE_CORES:g} core on average during that row's runs: the machine was busy, so "
+                 f"that number is pessimistic ({len(noisy)} cell(s)); re-run on a quiet machine.")
+        L.append("")
 
     # dd baseline
     if dd_med:
@@ -835,10 +884,11 @@ def report(cfg: Config, servers: list[Server], benches: list[Bench | None], rows
         L.append("")
 
     # raw runs
-    L.append("<details><summary>All runs (seconds) and server CPU seconds (median)</summary>")
+    L.append("<details><summary>All runs: seconds, server CPU seconds (median), other processes' load "
+             "(average over the runs, cores)</summary>")
     L.append("")
-    L.append("| row | server | runs (s) | server CPU s | error |")
-    L.append("|---|---|---|---:|---|")
+    L.append("| row | server | runs (s) | server CPU s | other load (cores) | error |")
+    L.append("|---|---|---|---:|---:|---|")
     for r in rows:
         for bench in benches:
             if bench is None:
@@ -848,7 +898,8 @@ def report(cfg: Config, servers: list[Server], benches: list[Bench | None], rows
                 continue
             runs = ", ".join(f"{t:.3f}" for t in rr.times) or "—"
             cpu = f"{statistics.median(rr.cpu):.2f}" if rr.cpu else "—"
-            L.append(f"| {r.title} | {bench.server.label} | {runs} | {cpu} | {rr.error or ''} |")
+            other = f"{rr.other_cores():.2f}" if rr.times else "—"
+            L.append(f"| {r.title} | {bench.server.label} | {runs} | {cpu} | {other} | {rr.error or ''} |")
     L.append("")
     L.append("</details>")
     L.append("")
@@ -885,6 +936,8 @@ def main() -> int:
         sys.exit("azure-storage-blob is not importable (run bench/blob-bench.sh, which sets up a venv)")
 
     started = dt.datetime.now()
+    global LOAD_AT_START
+    LOAD_AT_START = loadavg()
     cfg.tmp_root.mkdir(parents=True, exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="blob-bench-", dir=cfg.tmp_root))
     labels, servers = [], []

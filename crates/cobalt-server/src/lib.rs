@@ -96,6 +96,13 @@ impl Server {
         let app = cobalt_blob::router(service).into_make_service_with_connect_info::<SocketAddr>();
         let mut stop = rx.clone();
         tasks.spawn(async move {
+            // Small responses go out as headers and body in separate writes; without
+            // TCP_NODELAY, Nagle's algorithm holds the body back for a delayed ACK (~40 ms).
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
+            });
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = stop.wait_for(|s| *s).await;

@@ -25,6 +25,9 @@ use crate::xml::{BlockListKind, SignedIdentifier};
 pub use db::DbError;
 use extents::{ExtentGuard, ExtentId, Extents, Pins};
 
+/// Bodies larger than this compute their MD5 on a separate thread.
+const PARALLEL_MD5_MIN: u64 = 8 << 20;
+
 /// Most committed blocks a blob may have.
 pub const MAX_COMMITTED_BLOCKS: usize = 50_000;
 /// Most uncommitted blocks a blob may have.
@@ -400,6 +403,11 @@ fn container_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Container> {
     })
 }
 
+/// Runs one statement through the connection's statement cache.
+fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
+}
+
 fn to_json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
@@ -506,7 +514,24 @@ impl Engine {
             });
         }
         let (writer, guard) = self.extents.create()?;
-        let writer = if want_md5 { writer.with_md5() } else { writer };
+        // Large bodies hash on a thread of their own, in parallel with the disk writes.
+        let hash_apart = want_md5 && content_length > PARALLEL_MD5_MIN;
+        let writer = if want_md5 && !hash_apart {
+            writer.with_md5()
+        } else {
+            writer
+        };
+        let hasher = hash_apart.then(|| {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+            let task = tokio::task::spawn_blocking(move || {
+                let mut md5 = Md5::new();
+                while let Some(chunk) = rx.blocking_recv() {
+                    md5.update(&chunk);
+                }
+                <[u8; 16]>::from(md5.finalize())
+            });
+            (tx, task)
+        });
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
         let task = tokio::task::spawn_blocking(move || -> io::Result<(u64, Option<[u8; 16]>)> {
             let mut writer = writer;
@@ -525,6 +550,9 @@ impl Engine {
                         failure = Some(EngineError::Body("body longer than Content-Length".into()));
                         break;
                     }
+                    if let Some((htx, _)) = &hasher {
+                        let _ = htx.send(chunk.clone()).await;
+                    }
                     if tx.send(chunk).await.is_err() {
                         break; // the writer failed; its error is reported below
                     }
@@ -537,10 +565,18 @@ impl Engine {
         }
         drop(tx);
         let written = task.await.map_err(|e| io::Error::other(e.to_string()))?;
+        let hashed = match hasher {
+            Some((htx, task)) => {
+                drop(htx);
+                Some(task.await.map_err(|e| io::Error::other(e.to_string()))?)
+            }
+            None => None,
+        };
         if let Some(failure) = failure {
             return Err(failure); // `guard` drops here and removes the partial extent
         }
         let (len, md5) = written?;
+        let md5 = md5.or(hashed);
         if len != content_length {
             return Err(EngineError::Body("body shorter than Content-Length".into()));
         }
@@ -568,7 +604,8 @@ impl Engine {
     /// Stores the service properties XML of an account.
     pub fn set_service_properties(&self, account: &str, xml: &str) -> Result<()> {
         self.db.write(|tx| {
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO service_properties(account, xml) VALUES (?1, ?2)
                  ON CONFLICT(account) DO UPDATE SET xml = excluded.xml",
                 params![account, xml],
@@ -590,8 +627,7 @@ impl Engine {
         let etag = self.next_etag();
         let now = now_secs();
         self.db.write(|tx| {
-            let inserted = tx.execute(
-                "INSERT INTO containers(account, name, etag, last_modified, metadata, public_access, acl)
+            let inserted = exec(tx, "INSERT INTO containers(account, name, etag, last_modified, metadata, public_access, acl)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, '[]') ON CONFLICT(account, name) DO NOTHING",
                 params![account, name, etag, now, to_json(metadata), public_access.map(PublicAccess::as_str)],
             )?;
@@ -677,10 +713,10 @@ impl Engine {
                     freed.push(e?);
                 }
             }
-            tx.execute("DELETE FROM pieces WHERE blob_id IN (SELECT id FROM blobs WHERE container_id = ?1)", [id])?;
-            tx.execute("DELETE FROM blobs WHERE container_id = ?1", [id])?;
-            tx.execute("DELETE FROM uncommitted WHERE container_id = ?1", [id])?;
-            tx.execute("DELETE FROM containers WHERE id = ?1", [id])?;
+            exec(tx, "DELETE FROM pieces WHERE blob_id IN (SELECT id FROM blobs WHERE container_id = ?1)", [id])?;
+            exec(tx, "DELETE FROM blobs WHERE container_id = ?1", [id])?;
+            exec(tx, "DELETE FROM uncommitted WHERE container_id = ?1", [id])?;
+            exec(tx, "DELETE FROM containers WHERE id = ?1", [id])?;
             Ok(freed)
         })?;
         self.extents.release(freed);
@@ -704,7 +740,8 @@ impl Engine {
                     e => e,
                 })?;
             set(tx, id)?;
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE containers SET etag = ?2, last_modified = ?3 WHERE id = ?1",
                 params![id, etag, now],
             )?;
@@ -725,7 +762,8 @@ impl Engine {
         cond: &Conditions,
     ) -> Result<Container> {
         self.update_container(account, name, cond, |tx, id| {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE containers SET metadata = ?2 WHERE id = ?1",
                 params![id, to_json(metadata)],
             )?;
@@ -743,7 +781,8 @@ impl Engine {
         cond: &Conditions,
     ) -> Result<Container> {
         self.update_container(account, name, cond, |tx, id| {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE containers SET public_access = ?2, acl = ?3 WHERE id = ?1",
                 params![
                     id,
@@ -900,7 +939,7 @@ impl Engine {
         let mut freed: Vec<ExtentId> = Vec::new();
         if let Some((blob_id, ..)) = &existing {
             freed.extend(Self::pieces(tx, *blob_id)?.iter().filter_map(|p| p.extent));
-            tx.execute("DELETE FROM pieces WHERE blob_id = ?1", [blob_id])?;
+            exec(tx, "DELETE FROM pieces WHERE blob_id = ?1", [blob_id])?;
         }
         {
             let mut stmt = tx.prepare_cached(
@@ -910,7 +949,8 @@ impl Engine {
                 freed.push(e?);
             }
         }
-        tx.execute(
+        exec(
+            tx,
             "DELETE FROM uncommitted WHERE container_id = ?1 AND blob_name = ?2",
             params![cid, name],
         )?;
@@ -931,9 +971,7 @@ impl Engine {
             |r| r.get(0),
         )?;
         {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO pieces(blob_id, seq, block_id, offset, size, extent, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
+            let mut stmt = tx.prepare_cached("INSERT INTO pieces(blob_id, seq, block_id, offset, size, extent, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
             let mut offset = 0i64;
             for (seq, p) in new_pieces.iter().enumerate() {
                 stmt.execute(params![
@@ -1074,8 +1112,7 @@ impl Engine {
             if replaced.is_none() && count >= MAX_UNCOMMITTED_BLOCKS {
                 return Err(EngineError::BlockCountExceedsLimit);
             }
-            tx.execute(
-                "INSERT INTO uncommitted(container_id, blob_name, block_id, size, extent, staged_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+            exec(tx, "INSERT INTO uncommitted(container_id, blob_name, block_id, size, extent, staged_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT(container_id, blob_name, block_id) DO UPDATE SET size = excluded.size, extent = excluded.extent, staged_at = excluded.staged_at",
                 params![cid, blob, block_id, staged.len as i64, guard.id, now],
             )?;
@@ -1114,9 +1151,7 @@ impl Engine {
                     }
                     None => Vec::new(),
                 };
-                let mut stmt = tx.prepare_cached(
-                    "SELECT size, extent FROM uncommitted WHERE container_id = ?1 AND blob_name = ?2 AND block_id = ?3",
-                )?;
+                let mut stmt = tx.prepare_cached("SELECT size, extent FROM uncommitted WHERE container_id = ?1 AND blob_name = ?2 AND block_id = ?3")?;
                 let mut out = Vec::with_capacity(list.len());
                 for (kind, id) in list {
                     let mut uncommitted = || -> Result<Option<Piece>> {
@@ -1185,12 +1220,10 @@ impl Engine {
             if props.block_count as usize >= MAX_COMMITTED_BLOCKS {
                 return Err(EngineError::BlockCountExceedsLimit);
             }
-            tx.execute(
-                "INSERT INTO pieces(blob_id, seq, block_id, offset, size, extent, data) VALUES (?1, ?2, NULL, ?3, ?4, ?5, NULL)",
+            exec(tx, "INSERT INTO pieces(blob_id, seq, block_id, offset, size, extent, data) VALUES (?1, ?2, NULL, ?3, ?4, ?5, NULL)",
                 params![id, props.block_count as i64, props.size as i64, staged.len as i64, guard.id],
             )?;
-            tx.execute(
-                "UPDATE blobs SET size = size + ?2, block_count = block_count + 1, etag = ?3, last_modified = ?4 WHERE id = ?1",
+            exec(tx, "UPDATE blobs SET size = size + ?2, block_count = block_count + 1, etag = ?3, last_modified = ?4 WHERE id = ?1",
                 params![id, staged.len as i64, etag, now],
             )?;
             let offset = props.size;
@@ -1220,9 +1253,7 @@ impl Engine {
                     .collect(),
                 None => Vec::new(),
             };
-            let mut stmt = tx.prepare_cached(
-                "SELECT block_id, size FROM uncommitted WHERE container_id = ?1 AND blob_name = ?2 ORDER BY staged_at, rowid",
-            )?;
+            let mut stmt = tx.prepare_cached("SELECT block_id, size FROM uncommitted WHERE container_id = ?1 AND blob_name = ?2 ORDER BY staged_at, rowid")?;
             let uncommitted: Vec<(Vec<u8>, u64)> = stmt
                 .query_map(params![cid, name], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
                 .collect::<rusqlite::Result<_>>()?;
@@ -1284,7 +1315,8 @@ impl Engine {
                     EngineError::BlobAlreadyExists => EngineError::ConditionNotMet,
                     e => e,
                 })?;
-            tx.execute(
+            exec(
+                tx,
                 &format!(
                     "UPDATE blobs SET {column} = ?2, etag = ?3, last_modified = ?4 WHERE id = ?1"
                 ),
@@ -1326,9 +1358,10 @@ impl Engine {
                     freed.push(e?);
                 }
             }
-            tx.execute("DELETE FROM pieces WHERE blob_id = ?1", [id])?;
-            tx.execute("DELETE FROM blobs WHERE id = ?1", [id])?;
-            tx.execute(
+            exec(tx, "DELETE FROM pieces WHERE blob_id = ?1", [id])?;
+            exec(tx, "DELETE FROM blobs WHERE id = ?1", [id])?;
+            exec(
+                tx,
                 "DELETE FROM uncommitted WHERE container_id = ?1 AND blob_name = ?2",
                 params![cid, name],
             )?;
@@ -1357,9 +1390,7 @@ impl Engine {
             let Some((start, end)) = choose(&props)? else {
                 return Ok((props, BlobReader { segments: Vec::new(), pins: None }));
             };
-            let mut stmt = tx.prepare_cached(
-                "SELECT offset, size, extent, data FROM pieces WHERE blob_id = ?1 AND offset <= ?3 AND offset + size > ?2 ORDER BY seq",
-            )?;
+            let mut stmt = tx.prepare_cached("SELECT offset, size, extent, data FROM pieces WHERE blob_id = ?1 AND offset <= ?3 AND offset + size > ?2 ORDER BY seq")?;
             let mut segments = Vec::new();
             let mut ids = Vec::new();
             for row in stmt.query_map(params![id, start as i64, end as i64], |r| {
@@ -1474,7 +1505,7 @@ impl Engine {
                     freed.push(e?);
                 }
             }
-            tx.execute("DELETE FROM uncommitted WHERE staged_at < ?1", [cutoff])?;
+            exec(tx, "DELETE FROM uncommitted WHERE staged_at < ?1", [cutoff])?;
             Ok::<_, EngineError>(freed)
         })?;
         let n = freed.len();
@@ -1507,6 +1538,24 @@ pub struct BlobReader {
 const READ_CHUNK: u64 = 256 * 1024;
 
 impl BlobReader {
+    /// The bytes, when they are all in memory already (a small blob stored inline): sending
+    /// them directly saves a reader thread.
+    pub fn as_inline(&self) -> Option<Bytes> {
+        match self.segments.as_slice() {
+            [
+                Segment {
+                    source: Source::Inline(bytes),
+                    offset,
+                    len,
+                },
+            ] => {
+                let start = *offset as usize;
+                Some(bytes.slice(start..(start + *len as usize).min(bytes.len())))
+            }
+            _ => None,
+        }
+    }
+
     /// Streams the bytes from a blocking thread; at most a few chunks are in memory at once.
     pub fn into_stream(self) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
         let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);

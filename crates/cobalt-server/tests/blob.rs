@@ -1,0 +1,826 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a failure is a test failure
+//! Integration tests: the real server on an ephemeral port, driven over HTTP.
+//! The official SDKs are covered by tests/e2e; these pin down protocol details and the storage
+//! engine's guarantees (visibility, cleanup, concurrency) that are awkward to reach from an SDK.
+
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use cobalt_model::{AccountKey, DEV_ACCOUNT_KEY};
+use cobalt_server::{Server, ServerConfig};
+use reqwest::{Client, Method, StatusCode};
+
+struct TestServer {
+    server: Option<Server>,
+    dir: tempfile::TempDir,
+    data_dir: std::path::PathBuf,
+    client: Client,
+    sas: String,
+}
+
+impl TestServer {
+    async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    async fn start_with(tune: impl FnOnce(&mut ServerConfig)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ServerConfig::new(dir.path().to_owned());
+        config.blob_port = 0;
+        config.storage_accounts = None;
+        tune(&mut config);
+        let data_dir = config.data_dir.clone();
+        let server = Server::start(config).await.unwrap();
+        // An account SAS with every permission, valid for an hour.
+        let expiry = (chrono_like_now() + 3600).to_string();
+        let se = iso(expiry.parse().unwrap());
+        let sts = format!("devstoreaccount1\nracwdl\nb\nsco\n\n{se}\n\n\n2020-10-02\n");
+        let sig = AccountKey::from_base64("devstoreaccount1", DEV_ACCOUNT_KEY)
+            .unwrap()
+            .sign(&sts);
+        let sas = format!(
+            "sv=2020-10-02&ss=b&srt=sco&sp=racwdl&se={}&sig={}",
+            pct(&se),
+            pct(&sig)
+        );
+        Self {
+            server: Some(server),
+            dir,
+            data_dir,
+            client: Client::new(),
+            sas,
+        }
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        self.server.as_ref().unwrap().blob_addr
+    }
+
+    /// `http://addr/devstoreaccount1{path}` with the SAS appended to `query`.
+    fn url(&self, path: &str, query: &str) -> String {
+        let sep = if query.is_empty() { "" } else { "&" };
+        format!(
+            "http://{}/devstoreaccount1{path}?{query}{sep}{}",
+            self.addr(),
+            self.sas
+        )
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        let mut req = self.client.request(method.clone(), self.url(path, query));
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("x-ms-version"))
+        {
+            req = req.header("x-ms-version", "2026-10-06");
+        }
+        if method == Method::PUT {
+            req = req.header("content-length", body.len().to_string());
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.body(body).send().await.unwrap()
+    }
+
+    async fn put_blob(&self, path: &str, body: &[u8]) -> reqwest::Response {
+        self.call(
+            Method::PUT,
+            path,
+            "",
+            &[("x-ms-blob-type", "BlockBlob")],
+            body.to_vec(),
+        )
+        .await
+    }
+
+    async fn create_container(&self, name: &str) {
+        let r = self
+            .call(
+                Method::PUT,
+                &format!("/{name}"),
+                "restype=container",
+                &[],
+                vec![],
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.text().await);
+    }
+
+    fn extent_bytes(&self) -> u64 {
+        dir_bytes(&self.data_dir.join("blob/extents"))
+    }
+
+    async fn stop(mut self) -> tempfile::TempDir {
+        self.server.take().unwrap().shutdown().await;
+        self.dir
+    }
+}
+
+fn chrono_like_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// ISO 8601 UTC of Unix seconds, without a dependency on a date crate.
+fn iso(secs: i64) -> String {
+    let days = secs.div_euclid(86400);
+    let rem = secs.rem_euclid(86400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn pct(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Bytes of the files under `dir` (files vanishing while it looks are not counted).
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        total += if meta.is_dir() {
+            dir_bytes(&entry.path())
+        } else {
+            meta.len()
+        };
+    }
+    total
+}
+
+/// Sends raw bytes (no URL normalisation) and returns the status and error code.
+async fn raw_request(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).await.unwrap();
+        response.extend_from_slice(&buf[..n]);
+        if n == 0 || response.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&response).to_string();
+    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
+    let code = text
+        .lines()
+        .find_map(|l| l.strip_prefix("x-ms-error-code: "))
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    (status, code)
+}
+
+async fn error_code(r: reqwest::Response) -> (StatusCode, String) {
+    let status = r.status();
+    let code = r
+        .headers()
+        .get("x-ms-error-code")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = r.text().await.unwrap();
+    if !body.is_empty() {
+        assert!(body.contains(&format!("<Code>{code}</Code>")), "{body}");
+    }
+    (status, code)
+}
+
+fn block_id(n: u32) -> String {
+    STANDARD.encode(format!("block-{n:06}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_tricks_and_bad_names_are_rejected_without_harm() {
+    let s = TestServer::start().await;
+    s.create_container("safe").await;
+    assert_eq!(
+        s.put_blob("/safe/keep.txt", b"precious").await.status(),
+        StatusCode::CREATED
+    );
+    for (path, status, code) in [
+        ("/safe/../etc/passwd", 400, "InvalidUri"),
+        ("/safe/a/%2E%2E/keep.txt", 400, "InvalidUri"),
+        ("/safe/./keep.txt", 400, "InvalidUri"),
+        ("/Safe/x", 400, "InvalidResourceName"),
+        ("/sa%2Ffe/x", 400, "InvalidResourceName"),
+        ("/safe/nul%00byte", 400, "InvalidResourceName"),
+        ("/a--b/x", 400, "InvalidResourceName"),
+    ] {
+        let head = format!(
+            "PUT /devstoreaccount1{path}?{} HTTP/1.1\r\nHost: {}\r\nx-ms-version: 2026-10-06\r\nx-ms-blob-type: BlockBlob\r\nContent-Length: 4\r\nConnection: close\r\n\r\n",
+            s.sas,
+            s.addr()
+        );
+        assert_eq!(
+            raw_request(s.addr(), &head, b"evil").await,
+            (status, code.to_owned()),
+            "{path}"
+        );
+    }
+    // %2F inside a blob name is a slash, as on Azure.
+    assert_eq!(
+        s.put_blob("/safe/dir%2Finner.txt", b"x").await.status(),
+        StatusCode::CREATED
+    );
+    let r = s
+        .call(Method::GET, "/safe/dir/inner.txt", "", &[], vec![])
+        .await;
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"x");
+    let r = s.call(Method::GET, "/safe/keep.txt", "", &[], vec![]).await;
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"precious");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn block_lists_follow_azure_semantics() {
+    let s = TestServer::start().await;
+    s.create_container("blocks").await;
+    let put_block = |n: u32, data: &'static [u8]| {
+        let id = block_id(n);
+        let s = &s;
+        async move {
+            s.call(
+                Method::PUT,
+                "/blocks/b",
+                &format!("comp=block&blockid={}", pct(&id)),
+                &[],
+                data.to_vec(),
+            )
+            .await
+        }
+    };
+    let commit = |xml: String| {
+        let s = &s;
+        async move {
+            s.call(
+                Method::PUT,
+                "/blocks/b",
+                "comp=blocklist",
+                &[],
+                xml.into_bytes(),
+            )
+            .await
+        }
+    };
+    assert_eq!(put_block(1, b"one-").await.status(), StatusCode::CREATED);
+    assert_eq!(put_block(2, b"two-").await.status(), StatusCode::CREATED);
+    // A staged block does not make the blob visible.
+    assert_eq!(
+        error_code(s.call(Method::HEAD, "/blocks/b", "", &[], vec![]).await)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    let r = commit(format!(
+        "<BlockList><Uncommitted>{}</Uncommitted><Latest>{}</Latest></BlockList>",
+        block_id(2),
+        block_id(1)
+    ))
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(
+        s.call(Method::GET, "/blocks/b", "", &[], vec![])
+            .await
+            .bytes()
+            .await
+            .unwrap()
+            .as_ref(),
+        b"two-one-"
+    );
+    // Block 1 is committed now: naming it as Uncommitted fails and changes nothing.
+    let r = commit(format!(
+        "<BlockList><Uncommitted>{}</Uncommitted></BlockList>",
+        block_id(1)
+    ))
+    .await;
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::BAD_REQUEST, "InvalidBlockList".into())
+    );
+    // Committed blocks can be reused, repeated and reordered.
+    let r = commit(format!("<BlockList><Committed>{0}</Committed><Committed>{1}</Committed><Committed>{0}</Committed></BlockList>", block_id(1), block_id(2))).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(
+        s.call(Method::GET, "/blocks/b", "", &[], vec![])
+            .await
+            .bytes()
+            .await
+            .unwrap()
+            .as_ref(),
+        b"one-two-one-"
+    );
+    let r = s
+        .call(
+            Method::GET,
+            "/blocks/b",
+            "comp=blocklist&blocklisttype=all",
+            &[],
+            vec![],
+        )
+        .await;
+    let xml = r.text().await.unwrap();
+    assert_eq!(xml.matches("<Block>").count(), 3, "{xml}");
+    assert!(xml.contains("<UncommittedBlocks />"), "{xml}");
+    // Malformed input.
+    assert_eq!(
+        error_code(commit("<BlockList><Latest>".into()).await).await,
+        (StatusCode::BAD_REQUEST, "InvalidXmlDocument".into())
+    );
+    assert_eq!(
+        error_code(commit("<BlockList><Latest>!!notbase64</Latest></BlockList>".into()).await)
+            .await,
+        (StatusCode::BAD_REQUEST, "InvalidBlockList".into())
+    );
+    let r = s
+        .call(
+            Method::PUT,
+            "/blocks/b",
+            "comp=block&blockid=%21%21",
+            &[],
+            b"x".to_vec(),
+        )
+        .await;
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::BAD_REQUEST, "InvalidBlockId".into())
+    );
+    let long = STANDARD.encode([7u8; 65]);
+    let r = s
+        .call(
+            Method::PUT,
+            "/blocks/b",
+            &format!("comp=block&blockid={}", pct(&long)),
+            &[],
+            b"x".to_vec(),
+        )
+        .await;
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::BAD_REQUEST, "InvalidBlockId".into())
+    );
+    // Block ids of one blob must have one length.
+    assert_eq!(put_block(3, b"x").await.status(), StatusCode::CREATED);
+    let other = STANDARD.encode("short");
+    let r = s
+        .call(
+            Method::PUT,
+            "/blocks/b",
+            &format!("comp=block&blockid={}", pct(&other)),
+            &[],
+            b"x".to_vec(),
+        )
+        .await;
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::BAD_REQUEST, "InvalidBlobOrBlock".into())
+    );
+    assert_eq!(
+        s.call(Method::GET, "/blocks/b", "", &[], vec![])
+            .await
+            .bytes()
+            .await
+            .unwrap()
+            .as_ref(),
+        b"one-two-one-"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranges_sizes_and_versions() {
+    let s = TestServer::start().await;
+    s.create_container("ranges").await;
+    assert_eq!(
+        s.put_blob("/ranges/empty", b"").await.status(),
+        StatusCode::CREATED
+    );
+    let r = s
+        .call(
+            Method::GET,
+            "/ranges/empty",
+            "",
+            &[("x-ms-range", "bytes=0-33554431")],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.headers()["content-range"], "bytes */0");
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::RANGE_NOT_SATISFIABLE, "InvalidRange".into())
+    );
+    let r = s.call(Method::GET, "/ranges/empty", "", &[], vec![]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-length"], "0");
+
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    assert_eq!(
+        s.put_blob("/ranges/big", &data).await.status(),
+        StatusCode::CREATED
+    );
+    let r = s
+        .call(
+            Method::GET,
+            "/ranges/big",
+            "",
+            &[("x-ms-range", "bytes=100-149")],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.headers()["content-range"], "bytes 100-149/100000");
+    assert!(r.headers().contains_key("x-ms-blob-content-md5"));
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &data[100..150]);
+    let r = s
+        .call(
+            Method::GET,
+            "/ranges/big",
+            "",
+            &[("range", "bytes=99990-")],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &data[99990..]);
+    let r = s
+        .call(
+            Method::GET,
+            "/ranges/big",
+            "",
+            &[("x-ms-range", "bytes=100000-100001")],
+            vec![],
+        )
+        .await;
+    assert_eq!(error_code(r).await.0, StatusCode::RANGE_NOT_SATISFIABLE);
+
+    // Size limits depend on the version: 4 MiB blocks before 2016-05-31. The server answers
+    // from the header alone, before any body arrives.
+    let r = s
+        .client
+        .put(s.url(
+            "/ranges/x",
+            &format!("comp=block&blockid={}", pct(&block_id(1))),
+        ))
+        .header("x-ms-version", "2015-04-05")
+        .header("content-length", (5 * 1024 * 1024).to_string())
+        .body(vec![0u8; 5 * 1024 * 1024])
+        .send()
+        .await;
+    if let Ok(r) = r {
+        assert_eq!(
+            error_code(r).await,
+            (StatusCode::PAYLOAD_TOO_LARGE, "RequestBodyTooLarge".into())
+        );
+    }
+    // Any well-formed version is accepted and echoed; a malformed one is not.
+    let r = s
+        .call(
+            Method::GET,
+            "/ranges",
+            "restype=container",
+            &[("x-ms-version", "2031-01-01")],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.headers()["x-ms-version"], "2031-01-01");
+    let r = s
+        .client
+        .get(s.url("/ranges", "restype=container"))
+        .header("x-ms-version", "yesterday")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::BAD_REQUEST, "InvalidHeaderValue".into())
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_paths_without_the_account_reach_the_dev_account() {
+    let s = TestServer::start().await;
+    s.create_container("legacy").await;
+    assert_eq!(
+        s.put_blob("/legacy/file.txt", b"hello").await.status(),
+        StatusCode::CREATED
+    );
+    let url = format!("http://{}/legacy/file.txt?{}", s.addr(), s.sas);
+    let r = s
+        .client
+        .get(url)
+        .header("x-ms-version", "2017-04-17")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"hello");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_cut_off_half_way_never_becomes_visible() {
+    let s = TestServer::start().await;
+    s.create_container("cut").await;
+    let url = s.url("/cut/partial.bin", "");
+    let path_and_query = url.splitn(4, '/').nth(3).unwrap().to_owned();
+    for large in [false, true] {
+        use tokio::io::AsyncWriteExt;
+        let declared = if large { 8 * 1024 * 1024 } else { 10_000 };
+        let mut stream = tokio::net::TcpStream::connect(s.addr()).await.unwrap();
+        let head = format!(
+            "PUT /{path_and_query} HTTP/1.1\r\nHost: {}\r\nx-ms-version: 2026-10-06\r\nx-ms-blob-type: BlockBlob\r\nContent-Length: {declared}\r\n\r\n",
+            s.addr()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&vec![1u8; declared / 2]).await.unwrap();
+        drop(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = s
+        .call(Method::HEAD, "/cut/partial.bin", "", &[], vec![])
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let list = s
+        .call(
+            Method::GET,
+            "/cut",
+            "restype=container&comp=list",
+            &[],
+            vec![],
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!list.contains("partial.bin"), "{list}");
+    assert_eq!(s.extent_bytes(), 0, "the partial extent was removed");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_leave_one_complete_version() {
+    let s = TestServer::start().await;
+    s.create_container("race").await;
+    let payloads: Vec<Vec<u8>> = (0..6u8)
+        .map(|i| vec![i; 300_000 + i as usize * 1000])
+        .collect();
+    let mut tasks = Vec::new();
+    for p in payloads.clone() {
+        let (client, url) = (s.client.clone(), s.url("/race/same", ""));
+        tasks.push(tokio::spawn(async move {
+            client
+                .put(url)
+                .header("x-ms-version", "2026-10-06")
+                .header("x-ms-blob-type", "BlockBlob")
+                .body(p)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::CREATED);
+    }
+    let got = s
+        .call(Method::GET, "/race/same", "", &[], vec![])
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert!(
+        payloads.iter().any(|p| p.as_slice() == got.as_ref()),
+        "a mix of versions: {} bytes",
+        got.len()
+    );
+    // Only the winner's bytes remain on disk.
+    assert_eq!(s.extent_bytes(), got.len() as u64);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_free_space_at_once_and_state_survives_restart() {
+    let s = TestServer::start().await;
+    s.create_container("space").await;
+    let big = vec![42u8; 3 * 1024 * 1024];
+    assert_eq!(
+        s.put_blob("/space/a", &big).await.status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        s.put_blob("/space/b", &big).await.status(),
+        StatusCode::CREATED
+    );
+    let r = s
+        .call(
+            Method::PUT,
+            "/space/c",
+            "",
+            &[("x-ms-copy-source", &s.url("/space/a", ""))],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.headers()["x-ms-copy-status"], "success");
+    assert_eq!(s.extent_bytes(), 3 * big.len() as u64);
+    assert_eq!(
+        s.call(Method::DELETE, "/space/a", "", &[], vec![])
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(s.extent_bytes(), 2 * big.len() as u64);
+    // The copy keeps its bytes after the source is gone.
+    assert_eq!(
+        s.call(Method::GET, "/space/c", "", &[], vec![])
+            .await
+            .bytes()
+            .await
+            .unwrap()
+            .len(),
+        big.len()
+    );
+    // Restart on the same data directory.
+    let dir = s.stop().await;
+    let s2 = TestServer::start_with(|c| c.data_dir = dir.path().to_owned()).await;
+    assert_eq!(
+        s2.call(Method::GET, "/space/b", "", &[], vec![])
+            .await
+            .bytes()
+            .await
+            .unwrap()
+            .as_ref(),
+        big.as_slice()
+    );
+    assert_eq!(
+        s2.call(Method::DELETE, "/space", "restype=container", &[], vec![])
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(s2.extent_bytes(), 0);
+    assert_eq!(
+        error_code(s2.call(Method::GET, "/space/b", "", &[], vec![]).await)
+            .await
+            .1,
+        "ContainerNotFound"
+    );
+    s2.stop().await;
+    drop(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncommitted_blocks_expire() {
+    let s = TestServer::start_with(|c| {
+        c.engine.uncommitted_ttl = Duration::from_secs(0);
+        c.gc_interval = Duration::from_millis(200);
+    })
+    .await;
+    s.create_container("gcx").await;
+    let r = s
+        .call(
+            Method::PUT,
+            "/gcx/abandoned",
+            &format!("comp=block&blockid={}", pct(&block_id(1))),
+            &[],
+            vec![9u8; 100_000],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let mut gone = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if s.extent_bytes() == 0 {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "the abandoned block's extent was not collected");
+    let r = s
+        .call(
+            Method::GET,
+            "/gcx/abandoned",
+            "comp=blocklist&blocklisttype=all",
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(error_code(r).await.1, "BlobNotFound");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_operations_and_verbs_get_azure_errors() {
+    let s = TestServer::start().await;
+    s.create_container("ops").await;
+    let r = s
+        .call(
+            Method::GET,
+            "/ops",
+            "restype=container&comp=bogus",
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::BAD_REQUEST, "InvalidQueryParameterValue".into())
+    );
+    let r = s.call(Method::POST, "/ops/x", "", &[], vec![]).await;
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::METHOD_NOT_ALLOWED, "UnsupportedHttpVerb".into())
+    );
+    let r = s
+        .call(Method::PUT, "/ops/x", "", &[], b"no type".to_vec())
+        .await;
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::BAD_REQUEST, "MissingRequiredHeader".into())
+    );
+    let r = s
+        .call(
+            Method::PUT,
+            "/ops/x",
+            "",
+            &[
+                ("x-ms-blob-type", "BlockBlob"),
+                ("content-md5", "AAAAAAAAAAAAAAAAAAAAAA=="),
+            ],
+            b"data".to_vec(),
+        )
+        .await;
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::BAD_REQUEST, "Md5Mismatch".into())
+    );
+    assert_eq!(
+        error_code(s.call(Method::HEAD, "/ops/x", "", &[], vec![]).await)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    let r = s
+        .call(
+            Method::PUT,
+            "/ops",
+            "restype=container&comp=acl",
+            &[],
+            b"<SignedIdentifiers><SignedIdentifier>".to_vec(),
+        )
+        .await;
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::BAD_REQUEST, "InvalidXmlDocument".into())
+    );
+    // Without credentials, a private container looks like nothing at all.
+    let r = s
+        .client
+        .get(format!(
+            "http://{}/devstoreaccount1/ops?restype=container&comp=list",
+            s.addr()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::NOT_FOUND, "ResourceNotFound".into())
+    );
+    s.stop().await;
+}
