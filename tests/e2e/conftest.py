@@ -78,10 +78,10 @@ def cobalt_factory(tmp_path):
     at the end of the test."""
     servers = []
 
-    def make(name: str = "private") -> CobaltServer:
+    def make(name: str = "private", port: int = 0) -> CobaltServer:
         if EXTERNAL:
             pytest.skip("needs our own server process (COBALT_BLOB_ENDPOINT is set)")
-        s = CobaltServer(cobalt_binary(), tmp_path / f"{name}-data", tmp_path)
+        s = CobaltServer(cobalt_binary(), tmp_path / f"{name}-data", tmp_path, port=port)
         servers.append(s)
         _server_logs.append(tmp_path / f"cobalt-{name}-data-<n>.log")
         return s

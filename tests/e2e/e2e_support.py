@@ -60,7 +60,9 @@ class CobaltServer:
     (restart after a crash). The port changes on every start.
     """
 
-    def __init__(self, binary: Path, data_dir: Path, log_dir: Optional[Path] = None):
+    def __init__(self, binary: Path, data_dir: Path, log_dir: Optional[Path] = None,
+                 port: int = 0):
+        self.port = port                         # 0: a free port chosen by the server
         self.binary = Path(binary)
         self.data_dir = Path(data_dir)
         self.log_dir = Path(log_dir) if log_dir else self.data_dir.parent
@@ -87,7 +89,7 @@ class CobaltServer:
         try:
             self.proc = subprocess.Popen(
                 [str(self.binary), "serve", "--data-dir", str(self.data_dir),
-                 "--blob-port", "0", "--host", "127.0.0.1"],
+                 "--blob-port", str(self.port), "--host", "127.0.0.1"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         finally:
             log.close()
@@ -143,6 +145,18 @@ class CobaltServer:
             return "(no log)"
         lines = self.log_path.read_text(errors="replace").splitlines()
         return "\n".join(lines[-n:])
+
+
+def port_is_free(port: int) -> bool:
+    import socket
+    with socket.socket() as s:
+        # As the server does: connections of an earlier test in TIME_WAIT do not block a bind.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
 
 
 def cobalt_binary() -> Path:

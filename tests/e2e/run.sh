@@ -15,6 +15,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 E2E="$REPO/tests/e2e"
 
 "$REPO/scripts/setup-python.sh"
+"$REPO/scripts/setup-node.sh"
 
 if [ -z "${COBALT_BLOB_ENDPOINT:-}" ]; then
     bin="${COBALT_BIN:-$REPO/target/release/cobalt}"
@@ -36,6 +37,11 @@ echo "=== blob e2e: azure-storage-blob v12 ==="
 "$REPO/.venv/blob-v12/bin/python" -m pytest -q test_blob_v12.py "$@" || status=1
 echo "=== blob e2e: azure-storage 0.36.0 (legacy) ==="
 "$REPO/.venv/legacy/bin/python" -m pytest -q test_blob_legacy.py "$@" || status=1
+
+if [ -z "${COBALT_BLOB_ENDPOINT:-}" ]; then
+    echo "=== blob e2e: @azure/storage-blob (JavaScript) ==="
+    (cd "$E2E/js" && node --test) || status=1
+fi
 
 if [ "$status" -ne 0 ]; then
     echo "run.sh: FAILED" >&2

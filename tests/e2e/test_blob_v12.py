@@ -31,7 +31,7 @@ except ImportError as exc:  # wrong venv: this module needs azure-storage-blob v
     pytest.skip(f"azure-storage-blob v12 not importable ({exc}); use .venv/blob-v12",
                 allow_module_level=True)
 
-from e2e_support import ACCOUNT, EXTERNAL, KEY, WRONG_KEY, KiB, MiB, sha256, unique
+from e2e_support import ACCOUNT, EXTERNAL, KEY, WRONG_KEY, KiB, MiB, port_is_free, sha256, unique
 
 SDK_DEFAULT_VERSION = "2026-10-06"
 
@@ -830,9 +830,13 @@ def test_connection_strings(cobalt):
         _roundtrip(BlobServiceClient(cobalt, credential=KEY, retry_total=0))
 
 
-def test_use_development_storage_connection_string(cobalt):
+def test_use_development_storage_connection_string(cobalt, cobalt_factory):
+    # UseDevelopmentStorage=true means http://127.0.0.1:10000/devstoreaccount1: run a server of
+    # our own there unless the suite's server is already on it.
     if cobalt != f"http://127.0.0.1:10000/{ACCOUNT}":
-        pytest.skip("UseDevelopmentStorage=true means http://127.0.0.1:10000/devstoreaccount1")
+        if not port_is_free(10000):
+            pytest.skip("port 10000 is taken by another process")
+        cobalt_factory("devstorage", port=10000).start()
     svc = BlobServiceClient.from_connection_string("UseDevelopmentStorage=true", retry_total=0)
     _roundtrip(svc)
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
+use futures_util::FutureExt;
 use http::{HeaderMap, HeaderValue, Method};
 
 use crate::auth::{self, AuthRequest, Principal, sas::Sas};
@@ -140,7 +141,21 @@ pub async fn handle(
     let client_request_id = req.headers().get("x-ms-client-request-id").cloned();
     let started = std::time::Instant::now();
     let path = req.uri().path().to_owned();
-    let (result, op) = run(svc, remote, req).await;
+    // A bug in a handler must cost one request a 500, never the connection or the process.
+    let outcome = std::panic::AssertUnwindSafe(run(svc, remote, req))
+        .catch_unwind()
+        .await;
+    let (result, op) = outcome.unwrap_or_else(|panic| {
+        let cause = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        (
+            Err(StorageError::internal(format!("handler panicked: {cause}"))),
+            None,
+        )
+    });
     let mut response = match result {
         Ok(r) => r,
         Err(e) => e.into_response(&method, &request_id),

@@ -19,6 +19,9 @@ use tokio::task::JoinSet;
 /// `AZURITE_ACCOUNTS` is read too).
 pub const ACCOUNTS_ENV: &str = "COBALT_STORAGE_ACCOUNTS";
 
+/// How long a shutdown waits for in-flight requests.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How a server is set up.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -126,9 +129,18 @@ impl Server {
         format!("http://{}/{DEV_STORAGE_ACCOUNT}", self.blob_addr)
     }
 
-    /// Stops accepting connections, lets in-flight requests finish, and waits for every task.
+    /// Stops accepting connections, lets in-flight requests finish (for at most
+    /// [`DRAIN_TIMEOUT`]), and waits for every task. Cutting a request off is safe: nothing
+    /// becomes visible before its metadata commits.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
-        while self.tasks.join_next().await.is_some() {}
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; cutting them off");
+            self.tasks.shutdown().await;
+        }
     }
 }

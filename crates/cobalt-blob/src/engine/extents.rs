@@ -62,17 +62,7 @@ impl Extents {
                         id,
                         armed: true,
                     };
-                    return Ok((
-                        ExtentWriter {
-                            file: io::BufWriter::with_capacity(1 << 20, file),
-                            path,
-                            len: 0,
-                            md5: None,
-                            flushed: 0,
-                            flusher: None,
-                        },
-                        guard,
-                    ));
+                    return Ok((ExtentWriter::new(file, path)?, guard));
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
@@ -247,24 +237,46 @@ impl Drop for ExtentGuard {
 
 /// Written bytes are handed to the disk in windows of this size while the upload goes on, so
 /// the final fsync has little left to do and dirty memory stays bounded.
-const WRITEBACK_WINDOW: u64 = 8 << 20;
+const WRITEBACK_WINDOW: u64 = 1 << 20;
 
 /// Writes the bytes of a new extent; runs on a blocking thread.
+///
+/// A flusher thread works beside it: it makes the new directory entry durable at once, then
+/// fsyncs each window of written bytes while the next one arrives, so a request's final
+/// fsync only covers its last window.
 pub struct ExtentWriter {
     file: io::BufWriter<File>,
-    path: PathBuf,
     len: u64,
     md5: Option<Md5>,
-    /// Bytes already handed to writeback.
+    /// Bytes already handed to the flusher.
     flushed: u64,
-    /// The flusher thread and its wake-up channel, once started.
-    flusher: Option<(
-        std::sync::mpsc::SyncSender<()>,
-        std::thread::JoinHandle<io::Result<()>>,
-    )>,
+    wake: std::sync::mpsc::SyncSender<()>,
+    flusher: std::thread::JoinHandle<io::Result<()>>,
 }
 
 impl ExtentWriter {
+    fn new(file: File, path: PathBuf) -> io::Result<Self> {
+        let synced = file.try_clone()?;
+        let (wake, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let flusher = std::thread::Builder::new()
+            .name("extent-flusher".into())
+            .spawn(move || -> io::Result<()> {
+                sync_dir(&path)?;
+                while rx.recv().is_ok() {
+                    synced.sync_data()?;
+                }
+                Ok(())
+            })?;
+        Ok(Self {
+            file: io::BufWriter::with_capacity(WRITEBACK_WINDOW as usize, file),
+            len: 0,
+            md5: None,
+            flushed: 0,
+            wake,
+            flusher,
+        })
+    }
+
     /// Also computes the MD5 of what is written.
     pub fn with_md5(mut self) -> Self {
         self.md5 = Some(Md5::new());
@@ -279,47 +291,23 @@ impl ExtentWriter {
         self.file.write_all(chunk)?;
         self.len += chunk.len() as u64;
         if self.len - self.flushed >= WRITEBACK_WINDOW {
-            self.start_writeback()?;
-        }
-        Ok(())
-    }
-
-    /// Hands the written bytes to a flusher thread, which fsyncs them while the next window
-    /// arrives; started on the first full window, so small extents never pay for a thread.
-    fn start_writeback(&mut self) -> io::Result<()> {
-        self.file.flush()?;
-        if self.flusher.is_none() {
-            let file = self.file.get_ref().try_clone()?;
-            let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
-            let handle = std::thread::Builder::new()
-                .name("extent-flusher".into())
-                .spawn(move || -> io::Result<()> {
-                    while rx.recv().is_ok() {
-                        file.sync_data()?;
-                    }
-                    Ok(())
-                })?;
-            self.flusher = Some((tx, handle));
-        }
-        if let Some((tx, _)) = &self.flusher {
+            self.file.flush()?;
             // A full channel means a sync is pending anyway; it will cover these bytes too.
-            let _ = tx.try_send(());
+            let _ = self.wake.try_send(());
+            self.flushed = self.len;
         }
-        self.flushed = self.len;
         Ok(())
     }
 
-    /// Flushes and fsyncs the file and its directory entry; returns (length, MD5).
+    /// Flushes and fsyncs the file (its directory entry is already durable); returns
+    /// (length, MD5).
     pub fn finish(self) -> io::Result<(u64, Option<[u8; 16]>)> {
         let file = self.file.into_inner().map_err(|e| e.into_error())?;
-        if let Some((tx, handle)) = self.flusher {
-            drop(tx);
-            handle
-                .join()
-                .map_err(|_| io::Error::other("extent flusher panicked"))??;
-        }
+        drop(self.wake);
+        self.flusher
+            .join()
+            .map_err(|_| io::Error::other("extent flusher panicked"))??;
         file.sync_data()?;
-        sync_dir(&self.path)?;
         Ok((self.len, self.md5.map(|m| m.finalize().into())))
     }
 }
