@@ -1,1 +1,267 @@
+//! Engine tests: preconditions, listing with prefixes and markers, block lists, ETags.
 
+use super::*;
+
+fn engine() -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), EngineConfig::default()).unwrap();
+    engine
+        .create_container("acct", "cont", &Metadata::new(), None)
+        .unwrap();
+    (dir, engine)
+}
+
+fn inline(data: &[u8]) -> Staged {
+    Staged {
+        len: data.len() as u64,
+        md5: None,
+        content: StagedContent::Inline(Bytes::copy_from_slice(data)),
+    }
+}
+
+fn put(engine: &Engine, name: &str, data: &[u8]) -> BlobProps {
+    engine
+        .put_blob(
+            "acct",
+            "cont",
+            name,
+            BlobType::Block,
+            inline(data),
+            &ContentHeaders::default(),
+            &Metadata::new(),
+            &Conditions::default(),
+            false,
+        )
+        .unwrap()
+}
+
+fn page(
+    engine: &Engine,
+    prefix: &str,
+    delimiter: Option<&str>,
+    marker: &str,
+    max: usize,
+) -> (Vec<String>, Option<String>) {
+    let (items, next) = engine
+        .list_blobs("acct", "cont", prefix, delimiter, marker, max)
+        .unwrap();
+    let names = items
+        .into_iter()
+        .map(|i| match i {
+            ListItem::Blob(b) => b.name,
+            ListItem::Prefix(p) => format!("[{p}]"),
+        })
+        .collect();
+    (names, next)
+}
+
+/// Follows markers to the end, returning every page.
+fn all_pages(
+    engine: &Engine,
+    prefix: &str,
+    delimiter: Option<&str>,
+    max: usize,
+) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    let mut marker = String::new();
+    loop {
+        let (names, next) = page(engine, prefix, delimiter, &marker, max);
+        pages.push(names);
+        match next {
+            Some(m) => marker = m,
+            None => return pages,
+        }
+    }
+}
+
+#[test]
+fn listing_rolls_up_prefixes_across_pages() {
+    let (_dir, e) = engine();
+    for name in ["a/1", "a/2", "a/3/x", "b", "c/x/y", "c/z", "d"] {
+        put(&e, name, b"x");
+    }
+    assert_eq!(
+        all_pages(&e, "", Some("/"), 2),
+        vec![vec!["[a/]", "b"], vec!["[c/]", "d"]]
+    );
+    assert_eq!(
+        all_pages(&e, "", Some("/"), 1),
+        vec![vec!["[a/]"], vec!["b"], vec!["[c/]"], vec!["d"]]
+    );
+    assert_eq!(
+        all_pages(&e, "a/", Some("/"), 5),
+        vec![vec!["a/1", "a/2", "[a/3/]"]]
+    );
+    assert_eq!(
+        all_pages(&e, "c", None, 1),
+        vec![vec!["c/x/y"], vec!["c/z"]]
+    );
+    assert_eq!(
+        all_pages(&e, "", None, 3).concat(),
+        vec!["a/1", "a/2", "a/3/x", "b", "c/x/y", "c/z", "d"]
+    );
+    assert_eq!(
+        all_pages(&e, "zzz", Some("/"), 3),
+        vec![Vec::<String>::new()]
+    );
+}
+
+#[test]
+fn containers_page_by_name() {
+    let (_dir, e) = engine();
+    for name in ["alpha", "beta", "betamax", "gamma"] {
+        e.create_container("acct", name, &Metadata::new(), None)
+            .unwrap();
+    }
+    let names = |(list, next): (Vec<Container>, Option<String>)| {
+        (list.into_iter().map(|c| c.name).collect::<Vec<_>>(), next)
+    };
+    assert_eq!(
+        names(e.list_containers("acct", "beta", "", 10).unwrap()),
+        (vec!["beta".into(), "betamax".into()], None)
+    );
+    assert_eq!(
+        names(e.list_containers("acct", "", "", 2).unwrap()),
+        (vec!["alpha".into(), "beta".into()], Some("betamax".into()))
+    );
+    assert_eq!(
+        names(e.list_containers("acct", "", "betamax", 2).unwrap()),
+        (vec!["betamax".into(), "cont".into()], Some("gamma".into()))
+    );
+    assert!(matches!(
+        e.create_container("acct", "alpha", &Metadata::new(), None),
+        Err(EngineError::ContainerAlreadyExists)
+    ));
+    // Accounts do not see each other's containers.
+    assert!(e.list_containers("other", "", "", 10).unwrap().0.is_empty());
+}
+
+#[test]
+fn write_conditions() {
+    let c = |m: Option<&str>, n: Option<&str>, ms: Option<i64>, us: Option<i64>| Conditions {
+        if_match: m.map(Into::into),
+        if_none_match: n.map(Into::into),
+        if_modified_since: ms,
+        if_unmodified_since: us,
+    };
+    let cur = Some(("0xA", 100));
+    assert!(c(None, None, None, None).check_write(cur).is_ok());
+    assert!(
+        c(Some("\"0xA\""), None, None, None)
+            .check_write(cur)
+            .is_ok()
+    );
+    assert!(matches!(
+        c(Some("\"0xB\""), None, None, None).check_write(cur),
+        Err(EngineError::ConditionNotMet)
+    ));
+    assert!(matches!(
+        c(None, Some("*"), None, None).check_write(cur),
+        Err(EngineError::BlobAlreadyExists)
+    ));
+    assert!(c(None, Some("*"), None, None).check_write(None).is_ok());
+    assert!(matches!(
+        c(Some("*"), None, None, None).check_write(None),
+        Err(EngineError::ConditionNotMet)
+    ));
+    assert!(matches!(
+        c(None, Some("\"0xA\""), None, None).check_write(cur),
+        Err(EngineError::ConditionNotMet)
+    ));
+    assert!(c(None, None, Some(99), None).check_write(cur).is_ok());
+    assert!(matches!(
+        c(None, None, Some(100), None).check_write(cur),
+        Err(EngineError::ConditionNotMet)
+    ));
+    assert!(c(None, None, None, Some(100)).check_write(cur).is_ok());
+    assert!(matches!(
+        c(None, None, None, Some(99)).check_write(cur),
+        Err(EngineError::ConditionNotMet)
+    ));
+}
+
+#[test]
+fn read_conditions() {
+    let c = |m: Option<&str>, n: Option<&str>| Conditions {
+        if_match: m.map(Into::into),
+        if_none_match: n.map(Into::into),
+        ..Default::default()
+    };
+    assert!(
+        c(Some("\"0xA\", \"0xB\""), None)
+            .check_read("0xB", 1)
+            .is_ok()
+    );
+    assert!(matches!(
+        c(Some("\"0xC\""), None).check_read("0xB", 1),
+        Err(EngineError::ConditionNotMet)
+    ));
+    assert!(matches!(
+        c(None, Some("\"0xB\"")).check_read("0xB", 1),
+        Err(EngineError::NotModified)
+    ));
+    assert!(matches!(
+        c(None, Some("W/\"0xB\"")).check_read("0xB", 1),
+        Err(EngineError::NotModified)
+    ));
+    let since = Conditions {
+        if_modified_since: Some(5),
+        ..Default::default()
+    };
+    assert!(matches!(
+        since.check_read("0xB", 5),
+        Err(EngineError::NotModified)
+    ));
+    assert!(since.check_read("0xB", 6).is_ok());
+}
+
+#[test]
+fn etags_are_unique_and_increasing() {
+    let (_dir, e) = engine();
+    let tags: Vec<String> = (0..1000).map(|_| e.next_etag()).collect();
+    let values: Vec<u64> = tags
+        .iter()
+        .map(|t| u64::from_str_radix(&t[2..], 16).unwrap())
+        .collect();
+    assert!(values.windows(2).all(|w| w[0] < w[1]));
+    assert!(tags.iter().all(|t| t.starts_with("0x")));
+}
+
+#[test]
+fn overwrite_replaces_content_and_keeps_creation_time() {
+    let (_dir, e) = engine();
+    let first = put(&e, "b", b"one");
+    let second = put(&e, "b", b"second");
+    assert_ne!(first.etag, second.etag);
+    assert_eq!(first.created, second.created);
+    let (props, reader) = e
+        .open_blob("acct", "cont", "b", |p| Ok(Some((0, p.size - 1))))
+        .unwrap();
+    assert_eq!(props.size, 6);
+    assert_eq!(reader.as_inline().unwrap().as_ref(), b"second");
+    e.delete_blob("acct", "cont", "b", &Conditions::default())
+        .unwrap();
+    assert!(matches!(
+        e.blob("acct", "cont", "b"),
+        Err(EngineError::BlobNotFound)
+    ));
+    assert!(matches!(
+        e.delete_blob("acct", "cont", "b", &Conditions::default()),
+        Err(EngineError::BlobNotFound)
+    ));
+}
+
+#[test]
+fn reopening_removes_unreferenced_extents() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let e = Engine::open(dir.path(), EngineConfig::default()).unwrap();
+        let (writer, guard) = e.extents.create().unwrap();
+        writer.finish().unwrap();
+        // Simulate a crash between writing an extent and committing its metadata.
+        std::mem::forget(guard);
+        assert_eq!(e.extents.list().unwrap().len(), 1);
+    }
+    let e = Engine::open(dir.path(), EngineConfig::default()).unwrap();
+    assert!(e.extents.list().unwrap().is_empty());
+}
