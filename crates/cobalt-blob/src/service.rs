@@ -236,42 +236,17 @@ async fn prepare(
         auth::verify_shared_key(&auth_req, account, authorization)?
     } else if let Some(sas) = Sas::from_query(&query) {
         let policy = match (&target.container, sas.identifier.is_empty()) {
-            (Some(container), false) => {
-                let (engine, a, c, id) = (
-                    Arc::clone(&svc.engine),
-                    target.account.clone(),
-                    container.clone(),
-                    sas.identifier.clone(),
-                );
-                let found = tokio::task::spawn_blocking(move || engine.container(&a, &c))
-                    .await
-                    .map_err(StorageError::internal)?;
-                match found {
-                    Ok(c) => c.identifiers.into_iter().find(|i| i.id == id),
-                    Err(EngineError::ContainerNotFound) => None,
-                    Err(e) => return Err(e.into()),
-                }
-            }
+            (Some(container), false) => find_container(&svc.engine, &target.account, container)
+                .await?
+                .and_then(|c| c.identifiers.into_iter().find(|i| i.id == sas.identifier)),
             _ => None,
         };
         auth::verify_sas(&auth_req, account, &sas, policy.as_ref())?
     } else {
         let public = match &target.container {
-            Some(container) => {
-                let (engine, a, c) = (
-                    Arc::clone(&svc.engine),
-                    target.account.clone(),
-                    container.clone(),
-                );
-                match tokio::task::spawn_blocking(move || engine.container(&a, &c))
-                    .await
-                    .map_err(StorageError::internal)?
-                {
-                    Ok(c) => c.public_access,
-                    Err(EngineError::ContainerNotFound) => None,
-                    Err(e) => return Err(e.into()),
-                }
-            }
+            Some(container) => find_container(&svc.engine, &target.account, container)
+                .await?
+                .and_then(|c| c.public_access),
             None => None,
         };
         if !op.allowed_anonymously(public) {
@@ -295,6 +270,23 @@ async fn prepare(
         base_url,
     };
     Ok((ctx, op))
+}
+
+/// A container's stored state, or `None` when it does not exist.
+pub(crate) async fn find_container(
+    engine: &Arc<Engine>,
+    account: &str,
+    container: &str,
+) -> StorageResult<Option<crate::engine::Container>> {
+    let (engine, a, c) = (Arc::clone(engine), account.to_owned(), container.to_owned());
+    match tokio::task::spawn_blocking(move || engine.container(&a, &c))
+        .await
+        .map_err(StorageError::internal)?
+    {
+        Ok(c) => Ok(Some(c)),
+        Err(EngineError::ContainerNotFound) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Reads a small body (XML) up to `limit` bytes.

@@ -269,6 +269,16 @@ impl Conditions {
         Ok(())
     }
 
+    /// Checks a change to something that exists (metadata, properties, delete, append, copy
+    /// source): every failed condition is a 412, including `If-None-Match: *`.
+    pub fn check_update(&self, etag: &str, last_modified: i64) -> Result<()> {
+        self.check_write(Some((etag, last_modified)))
+            .map_err(|e| match e {
+                EngineError::BlobAlreadyExists => EngineError::ConditionNotMet,
+                e => e,
+            })
+    }
+
     /// Checks a write against the current state (`None`: the resource does not exist).
     pub fn check_write(&self, current: Option<(&str, i64)>) -> Result<()> {
         match current {
@@ -698,10 +708,7 @@ impl Engine {
     pub fn delete_container(&self, account: &str, name: &str, cond: &Conditions) -> Result<()> {
         let freed = self.db.write(|tx| {
             let (id, etag, lm) = Self::container_id(tx, account, name)?;
-            cond.check_write(Some((&etag, lm))).map_err(|e| match e {
-                EngineError::BlobAlreadyExists => EngineError::ConditionNotMet,
-                e => e,
-            })?;
+            cond.check_update(&etag, lm)?;
             let mut freed = Vec::new();
             {
                 let mut stmt = tx.prepare(
@@ -734,11 +741,7 @@ impl Engine {
         let now = now_secs();
         self.db.write(|tx| {
             let (id, old_etag, lm) = Self::container_id(tx, account, name)?;
-            cond.check_write(Some((&old_etag, lm)))
-                .map_err(|e| match e {
-                    EngineError::BlobAlreadyExists => EngineError::ConditionNotMet,
-                    e => e,
-                })?;
+            cond.check_update(&old_etag, lm)?;
             set(tx, id)?;
             exec(
                 tx,
@@ -1207,10 +1210,7 @@ impl Engine {
             if props.blob_type != BlobType::Append {
                 return Err(EngineError::InvalidBlobType);
             }
-            cond.check_write(Some((&props.etag, props.last_modified))).map_err(|e| match e {
-                EngineError::BlobAlreadyExists => EngineError::ConditionNotMet,
-                e => e,
-            })?;
+            cond.check_update(&props.etag, props.last_modified)?;
             if append_position.is_some_and(|p| p != props.size) {
                 return Err(EngineError::AppendPositionConditionNotMet);
             }
@@ -1310,11 +1310,7 @@ impl Engine {
             let (cid, _, _) = Self::container_id(tx, account, container)?;
             let (id, old_etag, lm, _) =
                 Self::existing_blob(tx, cid, name)?.ok_or(EngineError::BlobNotFound)?;
-            cond.check_write(Some((&old_etag, lm)))
-                .map_err(|e| match e {
-                    EngineError::BlobAlreadyExists => EngineError::ConditionNotMet,
-                    e => e,
-                })?;
+            cond.check_update(&old_etag, lm)?;
             exec(
                 tx,
                 &format!(
@@ -1342,10 +1338,7 @@ impl Engine {
             let (cid, _, _) = Self::container_id(tx, account, container)?;
             let (id, etag, lm, _) =
                 Self::existing_blob(tx, cid, name)?.ok_or(EngineError::BlobNotFound)?;
-            cond.check_write(Some((&etag, lm))).map_err(|e| match e {
-                EngineError::BlobAlreadyExists => EngineError::ConditionNotMet,
-                e => e,
-            })?;
+            cond.check_update(&etag, lm)?;
             let mut freed: Vec<ExtentId> = Self::pieces(tx, id)?
                 .iter()
                 .filter_map(|p| p.extent)
@@ -1434,12 +1427,7 @@ impl Engine {
                 let (cid, _, _) = Self::container_id(&tx, src.0, src.1)?;
                 let (id, etag, lm, _) =
                     Self::existing_blob(&tx, cid, src.2)?.ok_or(EngineError::BlobNotFound)?;
-                source_cond
-                    .check_write(Some((&etag, lm)))
-                    .map_err(|e| match e {
-                        EngineError::BlobAlreadyExists => EngineError::ConditionNotMet,
-                        e => e,
-                    })?;
+                source_cond.check_update(&etag, lm)?;
                 let props = tx.query_row(
                     &format!("SELECT {BLOB_COLUMNS} FROM blobs WHERE id = ?1"),
                     [id],

@@ -18,7 +18,7 @@ use crate::engine::{AppendConditions, BlobType, Conditions, ContentHeaders};
 use crate::error::{ErrorCode, StorageError, StorageResult};
 use crate::headers::{self, resolve_range};
 use crate::request::{Operation, Query, parse_target};
-use crate::service::{Ctx, DEFAULT_VERSION, small_body};
+use crate::service::{Ctx, DEFAULT_VERSION, find_container, small_body};
 use crate::xml::{self, BlockListKind};
 
 const MIB: u64 = 1024 * 1024;
@@ -605,9 +605,9 @@ pub(super) async fn copy_blob(ctx: Ctx) -> StorageResult<Response> {
     } else if ctx.principal == Principal::Key && src.account == ctx.target.account {
         true
     } else {
-        let (a, c) = (src.account.clone(), src_container.clone());
-        let container = ctx.engine(move |e| e.container(&a, &c)).await;
-        container.is_ok_and(|c| Operation::GetBlob.allowed_anonymously(c.public_access))
+        find_container(&svc.engine, &src.account, &src_container)
+            .await?
+            .is_some_and(|c| Operation::GetBlob.allowed_anonymously(c.public_access))
     };
     if !authorized {
         return Err(StorageError::new(ErrorCode::CannotVerifyCopySource));
