@@ -824,3 +824,278 @@ async fn unknown_operations_and_verbs_get_azure_errors() {
     );
     s.stop().await;
 }
+
+/// An account SAS over the given fields, signed with the development key.
+fn account_sas(sp: &str, ss: &str, srt: &str, sip: &str, spr: &str) -> String {
+    let se = iso(chrono_like_now() + 3600);
+    let sts = format!("devstoreaccount1\n{sp}\n{ss}\n{srt}\n\n{se}\n{sip}\n{spr}\n2020-10-02\n");
+    let sig = AccountKey::from_base64("devstoreaccount1", DEV_ACCOUNT_KEY)
+        .unwrap()
+        .sign(&sts);
+    let mut q = format!("sv=2020-10-02&ss={ss}&srt={srt}&sp={sp}&se={}", pct(&se));
+    if !sip.is_empty() {
+        q.push_str(&format!("&sip={}", pct(sip)));
+    }
+    if !spr.is_empty() {
+        q.push_str(&format!("&spr={}", pct(spr)));
+    }
+    format!("{q}&sig={}", pct(&sig))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sas_protocol_address_service_and_resource_checks() {
+    let s = TestServer::start().await;
+    s.create_container("sascheck").await;
+    assert_eq!(
+        s.put_blob("/sascheck/b", b"data").await.status(),
+        StatusCode::CREATED
+    );
+    let get = |sas: String| {
+        let url = format!("http://{}/devstoreaccount1/sascheck/b?{sas}", s.addr());
+        let client = s.client.clone();
+        async move {
+            client
+                .get(url)
+                .header("x-ms-version", "2026-10-06")
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        get(account_sas("r", "b", "o", "", "")).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(account_sas("r", "b", "o", "127.0.0.1", "https,http"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(account_sas("r", "b", "o", "127.0.0.0-127.0.0.9", ""))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    for (sas, code) in [
+        (
+            account_sas("r", "b", "o", "", "https"),
+            "AuthorizationProtocolMismatch",
+        ),
+        (
+            account_sas("r", "b", "o", "10.1.2.3", ""),
+            "AuthorizationSourceIPMismatch",
+        ),
+        (
+            account_sas("r", "qt", "o", "", ""),
+            "AuthorizationServiceMismatch",
+        ),
+        (
+            account_sas("r", "b", "sc", "", ""),
+            "AuthorizationResourceTypeMismatch",
+        ),
+        (
+            account_sas("wl", "b", "o", "", ""),
+            "AuthorizationPermissionMismatch",
+        ),
+        (
+            account_sas("r", "b", "o", "", "").replace("sp=r", "sp=rw"),
+            "AuthenticationFailed",
+        ),
+    ] {
+        assert_eq!(
+            error_code(get(sas).await).await,
+            (StatusCode::FORBIDDEN, code.to_owned())
+        );
+    }
+    s.stop().await;
+}
+
+/// Sends a request signed with SharedKey; `key` is the base64 account key to sign with.
+async fn shared_key_request(
+    s: &TestServer,
+    method: Method,
+    path: &str,
+    query: &str,
+    date: std::time::SystemTime,
+    key: &str,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    use cobalt_blob::auth::shared_key::{HeaderOrder, string_to_sign};
+    use cobalt_blob::request::Query;
+    let sep = if query.is_empty() { "" } else { "?" };
+    let url = format!("http://{}/devstoreaccount1{path}{sep}{query}", s.addr());
+    let mut req = s
+        .client
+        .request(method.clone(), url)
+        .header("x-ms-version", "2026-10-06")
+        .header("x-ms-date", httpdate::fmt_http_date(date))
+        .header("x-ms-blob-type", "BlockBlob")
+        .header("content-length", body.len().to_string())
+        .body(body)
+        .build()
+        .unwrap();
+    let q = Query::parse(Some(query).filter(|q| !q.is_empty())).unwrap();
+    let sts = string_to_sign(
+        &method,
+        req.headers(),
+        "devstoreaccount1",
+        &format!("/devstoreaccount1{path}"),
+        &q,
+        HeaderOrder::Ordinal,
+    );
+    let sig = AccountKey::from_base64("devstoreaccount1", key)
+        .unwrap()
+        .sign(&sts);
+    req.headers_mut().insert(
+        "authorization",
+        format!("SharedKey devstoreaccount1:{sig}").parse().unwrap(),
+    );
+    s.client.execute(req).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_key_checks_signature_date_and_never_yields_to_public_access() {
+    let s = TestServer::start().await;
+    let now = std::time::SystemTime::now();
+    let r = shared_key_request(
+        &s,
+        Method::PUT,
+        "/sharedkey",
+        "restype=container",
+        now,
+        DEV_ACCOUNT_KEY,
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = shared_key_request(
+        &s,
+        Method::PUT,
+        "/sharedkey/blob%20one.txt",
+        "",
+        now,
+        DEV_ACCOUNT_KEY,
+        b"hi".to_vec(),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // A request dated 20 minutes ago is refused, as are requests from the future.
+    for skew in [-1200i64, 1200] {
+        let date = if skew < 0 {
+            now - Duration::from_secs(1200)
+        } else {
+            now + Duration::from_secs(1200)
+        };
+        let r = shared_key_request(
+            &s,
+            Method::GET,
+            "/sharedkey/blob%20one.txt",
+            "",
+            date,
+            DEV_ACCOUNT_KEY,
+            vec![],
+        )
+        .await;
+        assert_eq!(
+            error_code(r).await,
+            (StatusCode::FORBIDDEN, "AuthenticationFailed".into()),
+            "skew {skew}"
+        );
+    }
+    // Make the container public, then sign with a wrong key: still refused, with Azure's detail.
+    let r = s
+        .call(
+            Method::PUT,
+            "/sharedkey",
+            "restype=container&comp=acl",
+            &[("x-ms-blob-public-access", "container")],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let wrong = STANDARD.encode([3u8; 64]);
+    let r = shared_key_request(
+        &s,
+        Method::GET,
+        "/sharedkey/blob%20one.txt",
+        "",
+        now,
+        &wrong,
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("<AuthenticationErrorDetail>The MAC signature found in the HTTP request"),
+        "{body}"
+    );
+    assert!(!body.contains(DEV_ACCOUNT_KEY) && !body.contains(&wrong));
+    // Anonymous reads of the public container work.
+    let r = s
+        .client
+        .get(format!(
+            "http://{}/devstoreaccount1/sharedkey/blob%20one.txt",
+            s.addr()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"hi");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_an_upload_in_flight_finish() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::start().await;
+    s.create_container("drain").await;
+    let url = s.url("/drain/late.bin", "");
+    let path_and_query = url.splitn(4, '/').nth(3).unwrap().to_owned();
+    let body = vec![5u8; 2 * 1024 * 1024];
+    let mut stream = tokio::net::TcpStream::connect(s.addr()).await.unwrap();
+    let head = format!(
+        "PUT /{path_and_query} HTTP/1.1\r\nHost: {}\r\nx-ms-version: 2026-10-06\r\nx-ms-blob-type: BlockBlob\r\nContent-Length: {}\r\n\r\n",
+        s.addr(),
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body[..body.len() / 2]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Shut down while the body is half sent.
+    let TestServer {
+        server,
+        dir,
+        data_dir,
+        ..
+    } = s;
+    let shutdown = tokio::spawn(server.unwrap().shutdown());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !shutdown.is_finished(),
+        "shutdown did not wait for the upload"
+    );
+    stream.write_all(&body[body.len() / 2..]).await.unwrap();
+    let mut response = vec![0u8; 1024];
+    let n = stream.read(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response[..n]);
+    assert!(text.starts_with("HTTP/1.1 201"), "{text}");
+    drop(stream);
+    tokio::time::timeout(Duration::from_secs(10), shutdown)
+        .await
+        .unwrap()
+        .unwrap();
+    // The upload is there after a restart.
+    let s2 = TestServer::start_with(|c| c.data_dir = data_dir.clone()).await;
+    let got = s2
+        .call(Method::GET, "/drain/late.bin", "", &[], vec![])
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(got.len(), body.len());
+    s2.stop().await;
+    drop(dir);
+}
