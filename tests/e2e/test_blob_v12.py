@@ -531,6 +531,32 @@ def blob_sas(container_name, blob_name, expiry_delta=timedelta(hours=1), start=N
                              expiry=utcnow() + expiry_delta, start=start)
 
 
+def test_upload_blob_from_url_and_copy_with_new_metadata(container):
+    src = container.get_blob_client("origin.txt")
+    src.upload_blob(b"from a url", metadata={"origin": "yes"},
+                    content_settings=ContentSettings(content_type="text/plain"))
+    sas = generate_blob_sas(ACCOUNT, container.container_name, "origin.txt", account_key=KEY,
+                            permission=BlobSasPermissions(read=True),
+                            expiry=utcnow() + timedelta(hours=1))
+    # Put Blob From URL: a new block blob; properties and metadata come from the request.
+    dst = container.get_blob_client("fromurl.txt")
+    dst.upload_blob_from_url(f"{src.url}?{sas}", metadata={"fresh": "1"},
+                             content_settings=ContentSettings(content_type="text/markdown"))
+    props = dst.get_blob_properties()
+    assert download(dst) == b"from a url"
+    assert props.metadata == {"fresh": "1"}
+    assert props.content_settings.content_type == "text/markdown"
+    assert props.copy.status is None
+    expect_error(lambda: dst.upload_blob_from_url(f"{src.url}?{sas}", overwrite=False),
+                 ResourceExistsError, 409, "BlobAlreadyExists")
+    # Copy Blob with metadata in the request replaces the source's metadata.
+    cp = container.get_blob_client("copied.txt")
+    cp.start_copy_from_url(src.url, metadata={"mine": "2"})
+    props = wait_for_copy(cp)
+    assert props.metadata == {"mine": "2"}
+    assert props.content_settings.content_type == "text/plain"
+
+
 def container_sas(container_name, **perm):
     return generate_container_sas(ACCOUNT, container_name, account_key=KEY,
                                   permission=ContainerSasPermissions(**perm),

@@ -310,6 +310,30 @@ impl Conditions {
     }
 }
 
+/// One blob's content copied onto another name, within this server.
+#[derive(Clone, Copy, Debug)]
+pub struct CopySpec<'a> {
+    /// (account, container, blob) of the source.
+    pub source: (&'a str, &'a str, &'a str),
+    /// The source URL as the client gave it (`x-ms-copy-source`).
+    pub source_url: &'a str,
+    /// (account, container, blob) of the destination.
+    pub dest: (&'a str, &'a str, &'a str),
+    /// Destination metadata; `None` keeps the source's.
+    pub metadata: Option<&'a Metadata>,
+    /// Destination HTTP properties; `None` keeps the source's.
+    pub headers: Option<&'a ContentHeaders>,
+    /// Put Blob From URL: a new block blob without `x-ms-copy-*` properties. Otherwise Copy
+    /// Blob: the source's type, with the copy recorded.
+    pub from_url: bool,
+    /// Preconditions on the destination.
+    pub cond: &'a Conditions,
+    /// Preconditions on the source (`x-ms-source-if-*`).
+    pub source_cond: &'a Conditions,
+    /// The caller may create the destination but not overwrite it.
+    pub create_only: bool,
+}
+
 /// The preconditions particular to Append Block.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct AppendConditions {
@@ -1410,16 +1434,16 @@ impl Engine {
     /// Copy Blob within this server: the destination shares the source's bytes (hard links),
     /// and takes its HTTP properties; metadata is `metadata` if given, else the source's.
     #[allow(clippy::too_many_arguments)]
-    pub fn copy_blob(
-        &self,
-        src: (&str, &str, &str),
-        source_url: &str,
-        dst: (&str, &str, &str),
-        metadata: Option<&Metadata>,
-        cond: &Conditions,
-        source_cond: &Conditions,
-        create_only: bool,
-    ) -> Result<BlobProps> {
+    pub fn copy_blob(&self, spec: &CopySpec<'_>) -> Result<BlobProps> {
+        let CopySpec {
+            source: src,
+            source_url,
+            dest: dst,
+            cond,
+            source_cond,
+            create_only,
+            ..
+        } = *spec;
         let (source_props, source_pieces, _pins) = {
             let mut pin_lock = self.extents.pin_lock();
             self.db.read(|c| -> Result<_> {
@@ -1452,7 +1476,19 @@ impl Engine {
             };
             pieces.push(Piece { extent, ..p });
         }
-        let metadata = metadata.unwrap_or(&source_props.metadata);
+        let metadata = spec.metadata.unwrap_or(&source_props.metadata);
+        let headers = spec.headers.unwrap_or(&source_props.headers);
+        let (copy, blob_type) = if spec.from_url {
+            (None, BlobType::Block)
+        } else {
+            let copy = CopyInfo {
+                id: uuid::Uuid::new_v4().to_string(),
+                source: source_url.to_owned(),
+                completed: now_secs(),
+                bytes: source_props.size,
+            };
+            (Some(copy), source_props.blob_type)
+        };
         let (props, freed) = self.db.write(|tx| {
             self.replace_blob(
                 tx,
@@ -1462,15 +1498,10 @@ impl Engine {
                 cond,
                 create_only,
                 |_, _, _| Ok(pieces),
-                &source_props.headers,
+                headers,
                 metadata,
-                Some(CopyInfo {
-                    id: uuid::Uuid::new_v4().to_string(),
-                    source: source_url.to_owned(),
-                    completed: now_secs(),
-                    bytes: source_props.size,
-                }),
-                source_props.blob_type,
+                copy,
+                blob_type,
             )
         })?;
         for g in guards {

@@ -14,7 +14,7 @@ use crate::auth::{
     self, AuthRequest, Principal,
     sas::{OVERRIDE_HEADERS, Sas},
 };
-use crate::engine::{AppendConditions, BlobType, Conditions, ContentHeaders};
+use crate::engine::{AppendConditions, BlobType, Conditions, ContentHeaders, CopySpec};
 use crate::error::{ErrorCode, StorageError, StorageResult};
 use crate::headers::{self, resolve_range};
 use crate::request::{Operation, Query, parse_target};
@@ -615,31 +615,49 @@ pub(super) async fn copy_blob(ctx: Ctx) -> StorageResult<Response> {
     let cond = headers::conditions(&ctx.headers, "")?;
     let source_cond = headers::conditions(&ctx.headers, "x-ms-source-")?;
     let metadata = headers::metadata(&ctx.headers)?;
-    let metadata = if metadata.is_empty() {
-        None
-    } else {
-        Some(metadata)
-    };
+    // Put Blob From URL names a blob type; Copy Blob does not. The former takes properties and
+    // metadata from the request and answers 201; the latter keeps the source's and answers 202.
+    let from_url = headers::get(&ctx.headers, "x-ms-blob-type").is_some();
+    if from_url && headers::get(&ctx.headers, "x-ms-blob-type") != Some("BlockBlob") {
+        return Err(StorageError::bad_header(
+            "x-ms-blob-type",
+            headers::get(&ctx.headers, "x-ms-blob-type").unwrap_or_default(),
+        ));
+    }
+    let content = from_url.then(|| content_headers(&ctx.headers, false));
+    let metadata = (from_url || !metadata.is_empty()).then_some(metadata);
     let (a, c, b, create_only) = (
         ctx.account(),
         ctx.container(),
         ctx.blob(),
         ctx.create_only(),
     );
-    let source_url = source.clone();
     let props = ctx
         .engine(move |e| {
-            e.copy_blob(
-                (&src.account, &src_container, &src_blob),
-                &source_url,
-                (&a, &c, &b),
-                metadata.as_ref(),
-                &cond,
-                &source_cond,
+            e.copy_blob(&CopySpec {
+                source: (&src.account, &src_container, &src_blob),
+                source_url: &source,
+                dest: (&a, &c, &b),
+                metadata: metadata.as_ref(),
+                headers: content.as_ref(),
+                from_url,
+                cond: &cond,
+                source_cond: &source_cond,
                 create_only,
-            )
+            })
         })
         .await?;
+    if from_url {
+        return finish(
+            with_etag(
+                respond(StatusCode::CREATED),
+                &props.etag,
+                props.last_modified,
+            )
+            .header("x-ms-request-server-encrypted", "true"),
+            Body::empty(),
+        );
+    }
     let copy = props.copy.clone().unwrap_or_default();
     finish(
         with_etag(
