@@ -204,3 +204,23 @@ mod tests {
         assert!(conditions(&map(&[("if-modified-since", "soon")]), "").is_err());
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn resolved_ranges_stay_inside_the_blob(start in 0u64..2000, len in proptest::option::of(0u64..2000), size in 0u64..2000) {
+            let end = len.map(|l| start + l);
+            match resolve_range((start, end), size) {
+                Ok((a, b)) => {
+                    prop_assert!(a <= b && b < size && a == start);
+                    if let Some(e) = end { prop_assert!(b <= e); }
+                }
+                Err(e) => prop_assert!(start >= size && e.code == ErrorCode::InvalidRange),
+            }
+        }
+    }
+}

@@ -534,3 +534,32 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn addressing_never_panics_and_only_yields_valid_names(path in "/[ -~]{0,80}", query in "[ -~]{0,80}") {
+            let _ = Query::parse(Some(&query));
+            if let Ok(t) = parse_target(&path, None, "devstoreaccount1", |a| a == "devstoreaccount1") {
+                if let Some(c) = &t.container {
+                    prop_assert!(validate_container_name(c).is_ok());
+                }
+                if let Some(b) = &t.blob {
+                    prop_assert!(validate_blob_name(b).is_ok());
+                    prop_assert!(!b.split('/').any(|s| s == ".." || s == "."));
+                }
+            }
+        }
+
+        #[test]
+        fn query_values_round_trip(value in "\\PC{0,40}") {
+            let encoded: String = percent_encoding::utf8_percent_encode(&value, percent_encoding::NON_ALPHANUMERIC).to_string();
+            let q = Query::parse(Some(&format!("sig={encoded}&comp=list"))).unwrap();
+            prop_assert_eq!(q.get("sig"), Some(value.as_str()));
+        }
+    }
+}

@@ -54,7 +54,6 @@ fn invalid_xml() -> StorageError {
 /// Parses a `Put Block List` body into (kind, base64 block id) entries.
 pub fn parse_block_list(body: &[u8]) -> StorageResult<Vec<(BlockListKind, String)>> {
     let mut reader = Reader::from_reader(body);
-    reader.config_mut().trim_text(true);
     let mut buf = Vec::new();
     let mut depth = 0usize;
     let mut seen_root = false;
@@ -90,10 +89,13 @@ pub fn parse_block_list(body: &[u8]) -> StorageResult<Vec<(BlockListKind, String
                 }
             }
             Event::Text(t) => {
-                if current.is_none() {
+                let decoded = t.decode().map_err(|_| invalid_xml())?;
+                if current.is_some() {
+                    text.push_str(&decoded);
+                } else if !decoded.trim().is_empty() {
+                    // Only whitespace may appear between elements.
                     return Err(invalid_xml());
                 }
-                text.push_str(&t.decode().map_err(|_| invalid_xml())?);
             }
             Event::GeneralRef(r) => {
                 // Entity references such as &#x3D; inside a block id.
@@ -112,7 +114,7 @@ pub fn parse_block_list(body: &[u8]) -> StorageResult<Vec<(BlockListKind, String
             Event::End(_) => {
                 if depth == 2 {
                     let kind = current.take().ok_or_else(invalid_xml)?;
-                    entries.push((kind, std::mem::take(&mut text)));
+                    entries.push((kind, std::mem::take(&mut text).trim().to_owned()));
                 }
                 depth = depth.checked_sub(1).ok_or_else(invalid_xml)?;
             }
@@ -147,7 +149,6 @@ pub fn parse_signed_identifiers(body: &[u8]) -> StorageResult<Vec<SignedIdentifi
         return Ok(Vec::new());
     }
     let mut reader = Reader::from_reader(body);
-    reader.config_mut().trim_text(true);
     let mut buf = Vec::new();
     let mut path: Vec<Vec<u8>> = Vec::new();
     let mut out: Vec<SignedIdentifier> = Vec::new();
@@ -176,7 +177,7 @@ pub fn parse_signed_identifiers(body: &[u8]) -> StorageResult<Vec<SignedIdentifi
                 text.push_str(quick_xml::escape::resolve_xml_entity(&name).unwrap_or(""));
             }
             Event::End(_) => {
-                let value = std::mem::take(&mut text);
+                let value = std::mem::take(&mut text).trim().to_owned();
                 let names: Vec<&[u8]> = path.iter().map(Vec::as_slice).collect();
                 if let Some(current) = out.last_mut() {
                     match names.as_slice() {
@@ -336,5 +337,55 @@ mod tests {
         );
         assert!(check_root(b"<Other/>", "StorageServiceProperties").is_err());
         assert!(check_root(b"<StorageServiceProperties>", "StorageServiceProperties").is_err());
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn kind() -> impl Strategy<Value = BlockListKind> {
+        prop_oneof![
+            Just(BlockListKind::Committed),
+            Just(BlockListKind::Uncommitted),
+            Just(BlockListKind::Latest)
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn block_lists_round_trip(entries in prop::collection::vec((kind(), "[A-Za-z0-9+/=]{1,88}"), 0..40)) {
+            let mut xml = String::from("<?xml version='1.0' encoding='utf-8'?>\n<BlockList>");
+            for (kind, id) in &entries {
+                let tag = match kind {
+                    BlockListKind::Committed => "Committed",
+                    BlockListKind::Uncommitted => "Uncommitted",
+                    BlockListKind::Latest => "Latest",
+                };
+                xml.push_str(&format!("<{tag}>{}</{tag}>", escape(id)));
+            }
+            xml.push_str("</BlockList>");
+            prop_assert_eq!(parse_block_list(xml.as_bytes()).unwrap(), entries);
+        }
+
+        #[test]
+        fn block_list_parser_never_panics(body in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_block_list(&body);
+            let _ = parse_signed_identifiers(&body);
+            let _ = check_root(&body, "StorageServiceProperties");
+        }
+
+        #[test]
+        fn signed_identifiers_round_trip(ids in prop::collection::vec(("[ -~]{1,64}", proptest::option::of("[a-z]{1,8}")), 0..5)) {
+            let ids: Vec<SignedIdentifier> = ids
+                .into_iter()
+                .map(|(id, permission)| SignedIdentifier { id, start: None, expiry: Some("2030-01-01T00:00:00Z".into()), permission })
+                .collect();
+            // Surrounding whitespace in element text is trimmed by design.
+            let trimmed: Vec<SignedIdentifier> = ids.iter().cloned().map(|mut i| { i.id = i.id.trim().to_owned(); i }).collect();
+            prop_assume!(trimmed.iter().all(|i| !i.id.is_empty()));
+            prop_assert_eq!(parse_signed_identifiers(write_signed_identifiers(&ids).as_bytes()).unwrap(), trimmed);
+        }
     }
 }
