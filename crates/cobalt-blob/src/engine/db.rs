@@ -85,6 +85,9 @@ pub struct Db {
 
 fn open(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
+    // Pages freed by deletes go back to the filesystem (see `Db::write`). This takes effect
+    // only on a new, empty database, so it must come before anything writes the header.
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
@@ -101,6 +104,7 @@ impl Db {
         if version > SCHEMA.len() as i64 {
             return Err(DbError::TooNew(version));
         }
+
         for (i, step) in SCHEMA.iter().enumerate().skip(version as usize) {
             let tx = conn.transaction()?;
             tx.execute_batch(step)?;
@@ -124,6 +128,16 @@ impl Db {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(DbError::from)?;
         let out = f(&tx)?;
+        // Give back the pages this transaction freed (inline blob bytes of deleted or
+        // overwritten blobs), so deleting data shrinks the database file. Free when none were.
+        // Each step of the pragma frees one page, so run it to the end.
+        {
+            let mut vacuum = tx
+                .prepare_cached("PRAGMA incremental_vacuum")
+                .map_err(DbError::from)?;
+            let mut rows = vacuum.query([]).map_err(DbError::from)?;
+            while rows.next().map_err(DbError::from)?.is_some() {}
+        }
         tx.commit().map_err(DbError::from)?;
         Ok(out)
     }

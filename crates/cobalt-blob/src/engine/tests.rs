@@ -265,3 +265,26 @@ fn reopening_removes_unreferenced_extents() {
     let e = Engine::open(dir.path(), EngineConfig::default()).unwrap();
     assert!(e.extents.list().unwrap().is_empty());
 }
+
+#[test]
+fn deleting_inline_blobs_gives_pages_back() {
+    let (_dir, e) = engine();
+    let pages = |e: &Engine| -> i64 {
+        e.db.read(|c| Ok(c.pragma_query_value(None, "page_count", |r| r.get(0))?))
+            .unwrap()
+    };
+    let auto: i64 =
+        e.db.read(|c| Ok(c.pragma_query_value(None, "auto_vacuum", |r| r.get(0))?))
+            .unwrap();
+    assert_eq!(auto, 2, "incremental auto_vacuum");
+    let empty = pages(&e);
+    for i in 0..100 {
+        put(&e, &format!("b{i}"), &vec![i as u8; 60 * 1024]);
+    }
+    let full = pages(&e);
+    assert!(full > empty + 1000, "{empty} -> {full}");
+    e.delete_container("acct", "cont", &Conditions::default())
+        .unwrap();
+    let after = pages(&e);
+    assert!(after < empty + 50, "{empty} -> {full} -> {after}");
+}
