@@ -283,6 +283,15 @@ impl Operation {
                 }
             }
             (Some(_), Some(_)) => match (method.as_str(), comp) {
+                ("PUT", Some(c @ ("block" | "appendblock")))
+                    if headers.contains_key("x-ms-copy-source") =>
+                {
+                    Err(
+                        StorageError::new(ErrorCode::NotImplemented).with_message(format!(
+                            "Cobalt does not implement comp={c} from a copy source URL yet."
+                        )),
+                    )
+                }
                 ("PUT", None) if headers.contains_key("x-ms-copy-source") => Ok(CopyBlob),
                 ("PUT", None) => Ok(PutBlob),
                 ("PUT", Some("block")) => Ok(PutBlock),

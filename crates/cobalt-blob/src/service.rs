@@ -95,7 +95,7 @@ impl From<EngineError> for StorageError {
                 tracing::debug!(%cause, "request body failed");
                 StorageError::new(ErrorCode::InvalidInput).with_message(format!("The request body could not be read: {cause}"))
             }
-            e @ (EngineError::Io(_) | EngineError::Db(_)) => StorageError::internal(e),
+            e @ (EngineError::Io(_) | EngineError::Db(_) | EngineError::DirectoryInUse(_)) => StorageError::internal(e),
         }
     }
 }

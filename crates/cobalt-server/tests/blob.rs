@@ -1099,3 +1099,234 @@ async fn shutdown_lets_an_upload_in_flight_finish() {
     s2.stop().await;
     drop(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_per_data_directory() {
+    let s = TestServer::start().await;
+    let mut config = ServerConfig::new(s.data_dir.clone());
+    config.blob_port = 0;
+    let second = Server::start(config).await;
+    let err = second
+        .err()
+        .expect("a second server on the same data directory must not start");
+    assert!(
+        format!("{err:#}").contains("in use by another Cobalt process"),
+        "{err:#}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_copies_and_unsupported_sources() {
+    let s = TestServer::start().await;
+    s.create_container("snaps").await;
+    assert_eq!(
+        s.put_blob("/snaps/b", b"live").await.status(),
+        StatusCode::CREATED
+    );
+    // Cobalt keeps no snapshots: naming one finds nothing, and deleting "only" snapshots
+    // leaves the blob alone.
+    let r = s
+        .call(
+            Method::GET,
+            "/snaps/b",
+            "snapshot=2026-01-01T00%3A00%3A00.0000000Z",
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::NOT_FOUND, "BlobNotFound".into())
+    );
+    let r = s
+        .call(
+            Method::DELETE,
+            "/snaps/b",
+            "versionid=2026-01-01T00%3A00%3A00.0000000Z",
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(error_code(r).await.1, "BlobNotFound");
+    let r = s
+        .call(
+            Method::DELETE,
+            "/snaps/b",
+            "",
+            &[("x-ms-delete-snapshots", "only")],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        s.call(Method::GET, "/snaps/b", "", &[], vec![])
+            .await
+            .bytes()
+            .await
+            .unwrap()
+            .as_ref(),
+        b"live"
+    );
+    // Staging a block from a URL is not implemented: say so rather than stage nothing.
+    let r = s
+        .call(
+            Method::PUT,
+            "/snaps/c",
+            &format!("comp=block&blockid={}", pct(&block_id(1))),
+            &[("x-ms-copy-source", &s.url("/snaps/b", ""))],
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::NOT_IMPLEMENTED, "NotImplemented".into())
+    );
+    // A copy never shows the source's SAS to readers of the destination, and Set Blob
+    // Properties ends the copy's record.
+    let source = s.url("/snaps/b", "");
+    let r = s
+        .call(
+            Method::PUT,
+            "/snaps/copy",
+            "",
+            &[("x-ms-copy-source", &source)],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = s.call(Method::HEAD, "/snaps/copy", "", &[], vec![]).await;
+    let shown = r.headers()["x-ms-copy-source"].to_str().unwrap().to_owned();
+    assert!(
+        shown.ends_with("/snaps/b") && !shown.contains("sig="),
+        "{shown}"
+    );
+    let r = s
+        .call(
+            Method::PUT,
+            "/snaps/copy",
+            "comp=properties",
+            &[("x-ms-blob-content-type", "text/plain")],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = s.call(Method::HEAD, "/snaps/copy", "", &[], vec![]).await;
+    assert!(!r.headers().contains_key("x-ms-copy-status"));
+    // A copied append blob can still be appended to.
+    let r = s
+        .call(
+            Method::PUT,
+            "/snaps/log",
+            "",
+            &[("x-ms-blob-type", "AppendBlob")],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    for line in [&b"one\n"[..], b"two\n"] {
+        assert_eq!(
+            s.call(
+                Method::PUT,
+                "/snaps/log",
+                "comp=appendblock",
+                &[],
+                line.to_vec()
+            )
+            .await
+            .status(),
+            StatusCode::CREATED
+        );
+    }
+    let r = s
+        .call(
+            Method::PUT,
+            "/snaps/log2",
+            "",
+            &[("x-ms-copy-source", &s.url("/snaps/log", ""))],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = s
+        .call(
+            Method::PUT,
+            "/snaps/log2",
+            "comp=appendblock",
+            &[],
+            b"three\n".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(r.headers()["x-ms-blob-committed-block-count"], "3");
+    assert_eq!(r.headers()["x-ms-blob-append-offset"], "8");
+    assert_eq!(
+        s.call(Method::GET, "/snaps/log2", "", &[], vec![])
+            .await
+            .bytes()
+            .await
+            .unwrap()
+            .as_ref(),
+        b"one\ntwo\nthree\n"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_access_policies_cannot_be_overridden_by_the_token() {
+    let s = TestServer::start().await;
+    s.create_container("policy").await;
+    assert_eq!(
+        s.put_blob("/policy/b", b"guarded").await.status(),
+        StatusCode::CREATED
+    );
+    let acl = "<SignedIdentifiers><SignedIdentifier><Id>readers</Id><AccessPolicy><Expiry>2099-01-01T00:00:00Z</Expiry><Permission>r</Permission></AccessPolicy></SignedIdentifier></SignedIdentifiers>";
+    let r = s
+        .call(
+            Method::PUT,
+            "/policy",
+            "restype=container&comp=acl",
+            &[],
+            acl.as_bytes().to_vec(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let service_sas = |se: &str| {
+        let sts = format!(
+            "\n\n{se}\n/blob/devstoreaccount1/policy\nreaders\n\n\n2020-10-02\nc\n\n\n\n\n\n"
+        );
+        let sig = AccountKey::from_base64("devstoreaccount1", DEV_ACCOUNT_KEY)
+            .unwrap()
+            .sign(&sts);
+        let se_part = if se.is_empty() {
+            String::new()
+        } else {
+            format!("&se={}", pct(se))
+        };
+        format!("sv=2020-10-02&sr=c&si=readers{se_part}&sig={}", pct(&sig))
+    };
+    let get = |sas: String| {
+        let url = format!("http://{}/devstoreaccount1/policy/b?{sas}", s.addr());
+        let client = s.client.clone();
+        async move {
+            client
+                .get(url)
+                .header("x-ms-version", "2026-10-06")
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // The policy supplies the permission and expiry.
+    assert_eq!(
+        get(service_sas("")).await.bytes().await.unwrap().as_ref(),
+        b"guarded"
+    );
+    // A token that also sets the expiry is refused.
+    let r = get(service_sas("2099-06-01T00:00:00Z")).await;
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::FORBIDDEN, "AuthenticationFailed".into())
+    );
+    s.stop().await;
+}

@@ -196,17 +196,25 @@ pub fn verify_sas(
             sas.identifier
         )));
     }
-    // A stored access policy supplies the fields the token leaves out.
-    let pick = |own: &str, from_policy: Option<&String>| -> String {
-        if own.is_empty() {
-            from_policy.cloned().unwrap_or_default()
-        } else {
-            own.to_owned()
+    // A stored access policy supplies the fields the token leaves out; a field set in both is
+    // refused, so revoking access through the policy cannot be bypassed by the token.
+    let pick = |name: &str, own: &str, from_policy: Option<&String>| -> StorageResult<String> {
+        match (own.is_empty(), from_policy.filter(|v| !v.is_empty())) {
+            (false, Some(_)) => Err(auth_failed(format!(
+                "The field {name} is specified both in the shared access signature and in the stored access policy {}.",
+                sas.identifier
+            ))),
+            (true, Some(v)) => Ok(v.clone()),
+            _ => Ok(own.to_owned()),
         }
     };
-    let permissions = pick(&sas.permissions, policy.and_then(|p| p.permission.as_ref()));
-    let start = pick(&sas.start, policy.and_then(|p| p.start.as_ref()));
-    let expiry = pick(&sas.expiry, policy.and_then(|p| p.expiry.as_ref()));
+    let permissions = pick(
+        "sp",
+        &sas.permissions,
+        policy.and_then(|p| p.permission.as_ref()),
+    )?;
+    let start = pick("st", &sas.start, policy.and_then(|p| p.start.as_ref()))?;
+    let expiry = pick("se", &sas.expiry, policy.and_then(|p| p.expiry.as_ref()))?;
     check_time_window(&start, &expiry)?;
     if !sas.protocol.is_empty() && !sas.protocol.split(',').any(|p| p.trim() == "http") {
         return Err(StorageError::new(ErrorCode::AuthorizationProtocolMismatch));

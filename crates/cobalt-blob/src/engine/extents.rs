@@ -7,7 +7,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -51,7 +52,7 @@ impl Extents {
     }
 
     /// Creates a new, empty extent file with a fresh id.
-    pub fn create(self: &Arc<Self>) -> io::Result<(ExtentWriter, ExtentGuard)> {
+    pub fn create(self: &Arc<Self>) -> io::Result<(File, ExtentGuard)> {
         loop {
             let id = (rand::random::<u64>() >> 1).max(1) as ExtentId;
             let path = self.path(id);
@@ -62,7 +63,7 @@ impl Extents {
                         id,
                         armed: true,
                     };
-                    return Ok((ExtentWriter::new(file, path)?, guard));
+                    return Ok((file, guard));
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
@@ -235,80 +236,144 @@ impl Drop for ExtentGuard {
     }
 }
 
-/// Written bytes are handed to the disk in windows of this size while the upload goes on, so
-/// the final fsync has little left to do and dirty memory stays bounded.
-const WRITEBACK_WINDOW: u64 = 1 << 20;
+/// Bytes are written to the file in windows of this size, each on a blocking thread while the
+/// next window arrives, and fsynced in the background as they land.
+const WINDOW: usize = 1 << 20;
 
-/// Writes the bytes of a new extent; runs on a blocking thread.
-///
-/// A flusher thread works beside it: it makes the new directory entry durable at once, then
-/// fsyncs each window of written bytes while the next one arrives, so a request's final
-/// fsync only covers its last window.
+/// A background fsync starts once this much more has been written.
+const SYNC_EVERY: u64 = WINDOW as u64;
+
+/// Windows that may wait for the hasher at once (hashing is the slowest stage of Put Blob).
+const MD5_BACKLOG: usize = 4;
+
+type Task<T> = tokio::task::JoinHandle<io::Result<T>>;
+
+async fn join<T>(task: Task<T>) -> io::Result<T> {
+    task.await.map_err(io::Error::other)?
+}
+
+/// Streams a request body into a new extent. Holds a blocking thread only while a window is
+/// written, hashed or synced, never while waiting for the network; at most two windows are in
+/// memory (one being written, one arriving).
 pub struct ExtentWriter {
-    file: io::BufWriter<File>,
-    len: u64,
-    md5: Option<Md5>,
-    /// Bytes already handed to the flusher.
-    flushed: u64,
-    wake: std::sync::mpsc::SyncSender<()>,
-    flusher: std::thread::JoinHandle<io::Result<()>>,
+    file: Arc<File>,
+    window: Vec<Bytes>,
+    window_len: usize,
+    written: u64,
+    /// Bytes covered by the last background fsync started.
+    synced: u64,
+    write: Option<Task<()>>,
+    sync: Option<Task<()>>,
+    md5: Option<Task<Md5>>,
+    md5_slots: Arc<tokio::sync::Semaphore>,
+    want_md5: bool,
+    dir_sync: Task<()>,
 }
 
 impl ExtentWriter {
-    fn new(file: File, path: PathBuf) -> io::Result<Self> {
-        let synced = file.try_clone()?;
-        let (wake, rx) = std::sync::mpsc::sync_channel::<()>(1);
-        let flusher = std::thread::Builder::new()
-            .name("extent-flusher".into())
-            .spawn(move || -> io::Result<()> {
-                sync_dir(&path)?;
-                while rx.recv().is_ok() {
-                    synced.sync_data()?;
-                }
-                Ok(())
-            })?;
-        Ok(Self {
-            file: io::BufWriter::with_capacity(WRITEBACK_WINDOW as usize, file),
-            len: 0,
+    /// Starts writing `file` (at `path`); its directory entry is made durable right away.
+    pub fn new(file: File, path: PathBuf, want_md5: bool) -> Self {
+        let dir_sync = tokio::task::spawn_blocking(move || sync_dir(&path));
+        Self {
+            file: Arc::new(file),
+            window: Vec::new(),
+            window_len: 0,
+            written: 0,
+            synced: 0,
+            write: None,
+            sync: None,
             md5: None,
-            flushed: 0,
-            wake,
-            flusher,
-        })
-    }
-
-    /// Also computes the MD5 of what is written.
-    pub fn with_md5(mut self) -> Self {
-        self.md5 = Some(Md5::new());
-        self
-    }
-
-    /// Appends a chunk.
-    pub fn write(&mut self, chunk: &Bytes) -> io::Result<()> {
-        if let Some(md5) = &mut self.md5 {
-            md5.update(chunk);
+            md5_slots: Arc::new(tokio::sync::Semaphore::new(MD5_BACKLOG)),
+            want_md5,
+            dir_sync,
         }
-        self.file.write_all(chunk)?;
-        self.len += chunk.len() as u64;
-        if self.len - self.flushed >= WRITEBACK_WINDOW {
-            self.file.flush()?;
-            // A full channel means a sync is pending anyway; it will cover these bytes too.
-            let _ = self.wake.try_send(());
-            self.flushed = self.len;
+    }
+
+    /// Adds a chunk of the body.
+    pub async fn push(&mut self, chunk: Bytes) -> io::Result<()> {
+        self.window_len += chunk.len();
+        self.window.push(chunk);
+        if self.window_len >= WINDOW {
+            self.flush_window().await?;
         }
         Ok(())
     }
 
-    /// Flushes and fsyncs the file (its directory entry is already durable); returns
-    /// (length, MD5).
-    pub fn finish(self) -> io::Result<(u64, Option<[u8; 16]>)> {
-        let file = self.file.into_inner().map_err(|e| e.into_error())?;
-        drop(self.wake);
-        self.flusher
-            .join()
-            .map_err(|_| io::Error::other("extent flusher panicked"))??;
-        file.sync_data()?;
-        Ok((self.len, self.md5.map(|m| m.finalize().into())))
+    /// Hands the current window to a writer (and hasher) task, after the previous one is done.
+    async fn flush_window(&mut self) -> io::Result<()> {
+        if let Some(previous) = self.write.take() {
+            join(previous).await?;
+            // What is written goes to the disk while the next windows arrive, a few MiB at a time
+            // (an fsync per window costs more in journal commits than it saves).
+            if self.written - self.synced >= SYNC_EVERY
+                && self.sync.as_ref().is_none_or(|s| s.is_finished())
+            {
+                self.synced = self.written;
+                if let Some(done) = self.sync.take() {
+                    join(done).await?;
+                }
+                let file = Arc::clone(&self.file);
+                self.sync = Some(tokio::task::spawn_blocking(move || file.sync_data()));
+            }
+        }
+        let window = std::mem::take(&mut self.window);
+        let offset = self.written;
+        self.written += self.window_len as u64;
+        self.window_len = 0;
+        if self.want_md5 {
+            // Windows hash one after another, each on a blocking thread only while it hashes;
+            // at most MD5_BACKLOG windows wait, which bounds memory.
+            let permit = Arc::clone(&self.md5_slots)
+                .acquire_owned()
+                .await
+                .map_err(io::Error::other)?;
+            let previous = self.md5.take();
+            let chunks = window.clone();
+            self.md5 = Some(tokio::task::spawn(async move {
+                let _permit = permit;
+                let mut md5 = match previous {
+                    Some(p) => join(p).await?,
+                    None => Md5::new(),
+                };
+                join(tokio::task::spawn_blocking(move || {
+                    chunks.iter().for_each(|c| md5.update(c));
+                    Ok(md5)
+                }))
+                .await
+            }));
+        }
+        let file = Arc::clone(&self.file);
+        self.write = Some(tokio::task::spawn_blocking(move || {
+            // One write per window: the chunks as they arrived are often only a few KiB.
+            match window.as_slice() {
+                [one] => file.write_all_at(one, offset),
+                chunks => {
+                    let mut buf = Vec::with_capacity(chunks.iter().map(Bytes::len).sum());
+                    chunks.iter().for_each(|c| buf.extend_from_slice(c));
+                    file.write_all_at(&buf, offset)
+                }
+            }
+        }));
+        Ok(())
+    }
+
+    /// Writes the last window and fsyncs the file; returns (length, MD5).
+    pub async fn finish(mut self) -> io::Result<(u64, Option<[u8; 16]>)> {
+        self.flush_window().await?;
+        if let Some(last) = self.write.take() {
+            join(last).await?;
+        }
+        if let Some(sync) = self.sync.take() {
+            join(sync).await?;
+        }
+        join(self.dir_sync).await?;
+        let file = Arc::clone(&self.file);
+        join(tokio::task::spawn_blocking(move || file.sync_data())).await?;
+        let md5 = match self.md5.take() {
+            Some(task) => Some(join(task).await?.finalize().into()),
+            None => None,
+        };
+        Ok((self.written, md5))
     }
 }
 

@@ -25,9 +25,6 @@ use crate::xml::{BlockListKind, SignedIdentifier};
 pub use db::DbError;
 use extents::{ExtentGuard, ExtentId, Extents, Pins};
 
-/// Bodies larger than this compute their MD5 on a separate thread.
-const PARALLEL_MD5_MIN: u64 = 8 << 20;
-
 /// Most committed blocks a blob may have.
 pub const MAX_COMMITTED_BLOCKS: usize = 50_000;
 /// Most uncommitted blocks a blob may have.
@@ -89,6 +86,9 @@ pub enum EngineError {
     /// The body's MD5 is not the one the client sent.
     #[error("MD5 mismatch")]
     Md5Mismatch,
+    /// Another process serves this data directory.
+    #[error("the data directory {0} is in use by another Cobalt process")]
+    DirectoryInUse(String),
     /// A file operation failed.
     #[error("io: {0}")]
     Io(#[from] io::Error),
@@ -380,6 +380,8 @@ impl Default for EngineConfig {
 /// The storage engine.
 #[derive(Debug)]
 pub struct Engine {
+    /// Held for the engine's lifetime: one process per data directory.
+    _lock: std::fs::File,
     db: db::Db,
     extents: Arc<Extents>,
     config: EngineConfig,
@@ -455,9 +457,20 @@ impl Engine {
     /// Opens the engine in `dir` (creating it), and removes extents no metadata references.
     pub fn open(dir: &Path, config: EngineConfig) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
+        // A second process on the same directory would sweep the first one's uploads in
+        // flight as orphans: refuse to start instead.
+        let lock = std::fs::File::create(dir.join("LOCK"))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(EngineError::DirectoryInUse(dir.display().to_string()));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
         let db = db::Db::open(&dir.join("blob-meta.sqlite"))?;
         let extents = Arc::new(Extents::open(dir.join("extents"))?);
         let engine = Self {
+            _lock: lock,
             db,
             extents,
             config,
@@ -547,70 +560,19 @@ impl Engine {
                 content: StagedContent::Inline(buf.freeze()),
             });
         }
-        let (writer, guard) = self.extents.create()?;
-        // Large bodies hash on a thread of their own, in parallel with the disk writes.
-        let hash_apart = want_md5 && content_length > PARALLEL_MD5_MIN;
-        let writer = if want_md5 && !hash_apart {
-            writer.with_md5()
-        } else {
-            writer
-        };
-        let hasher = hash_apart.then(|| {
-            let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
-            let task = tokio::task::spawn_blocking(move || {
-                let mut md5 = Md5::new();
-                while let Some(chunk) = rx.blocking_recv() {
-                    md5.update(&chunk);
-                }
-                <[u8; 16]>::from(md5.finalize())
-            });
-            (tx, task)
-        });
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
-        let task = tokio::task::spawn_blocking(move || -> io::Result<(u64, Option<[u8; 16]>)> {
-            let mut writer = writer;
-            while let Some(chunk) = rx.blocking_recv() {
-                writer.write(&chunk)?;
-            }
-            writer.finish()
-        });
+        let (file, guard) = self.extents.create()?;
+        let mut writer = extents::ExtentWriter::new(file, self.extents.path(guard.id), want_md5);
         let mut received = 0u64;
-        let mut failure = None;
         while let Some(chunk) = body.next().await {
-            match chunk {
-                Ok(chunk) => {
-                    received += chunk.len() as u64;
-                    if received > content_length {
-                        failure = Some(EngineError::Body("body longer than Content-Length".into()));
-                        break;
-                    }
-                    if let Some((htx, _)) = &hasher {
-                        let _ = htx.send(chunk.clone()).await;
-                    }
-                    if tx.send(chunk).await.is_err() {
-                        break; // the writer failed; its error is reported below
-                    }
-                }
-                Err(e) => {
-                    failure = Some(EngineError::Body(e.to_string()));
-                    break;
-                }
+            let chunk = chunk.map_err(|e| EngineError::Body(e.to_string()))?;
+            received += chunk.len() as u64;
+            if received > content_length {
+                return Err(EngineError::Body("body longer than Content-Length".into()));
             }
+            writer.push(chunk).await?;
         }
-        drop(tx);
-        let written = task.await.map_err(|e| io::Error::other(e.to_string()))?;
-        let hashed = match hasher {
-            Some((htx, task)) => {
-                drop(htx);
-                Some(task.await.map_err(|e| io::Error::other(e.to_string()))?)
-            }
-            None => None,
-        };
-        if let Some(failure) = failure {
-            return Err(failure); // `guard` drops here and removes the partial extent
-        }
-        let (len, md5) = written?;
-        let md5 = md5.or(hashed);
+        // On any early return above, `guard` removes the partial extent.
+        let (len, md5) = writer.finish().await?;
         if len != content_length {
             return Err(EngineError::Body("body shorter than Content-Length".into()));
         }
@@ -985,7 +947,11 @@ impl Engine {
         let created = existing.as_ref().map_or(now, |e| e.3);
         let etag = self.next_etag();
         let size: u64 = new_pieces.iter().map(|p| p.size).sum();
-        let block_count = new_pieces.iter().filter(|p| p.block_id.is_some()).count() as i64;
+        let block_count = match blob_type {
+            BlobType::Block => new_pieces.iter().filter(|p| p.block_id.is_some()).count(),
+            // Every piece of an append blob is one appended block.
+            BlobType::Append => new_pieces.len(),
+        } as i64;
         let blob_id: i64 = tx.query_row(
             "INSERT INTO blobs(container_id, name, size, etag, created, last_modified, headers, metadata, block_count, copy, blob_type)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
@@ -1288,7 +1254,8 @@ impl Engine {
         })
     }
 
-    /// Updates a blob's HTTP properties (and ETag, Last-Modified).
+    /// Updates a blob's HTTP properties (and ETag, Last-Modified). As on Azure, a blob changed
+    /// by Set Blob Properties no longer reports the copy that created it.
     pub fn set_blob_headers(
         &self,
         account: &str,
@@ -1297,7 +1264,14 @@ impl Engine {
         headers: &ContentHeaders,
         cond: &Conditions,
     ) -> Result<BlobProps> {
-        self.update_blob(account, container, name, cond, "headers", to_json(headers))
+        self.update_blob(
+            account,
+            container,
+            name,
+            cond,
+            "headers = ?2, copy = NULL",
+            to_json(headers),
+        )
     }
 
     /// Replaces a blob's metadata.
@@ -1314,7 +1288,7 @@ impl Engine {
             container,
             name,
             cond,
-            "metadata",
+            "metadata = ?2",
             to_json(metadata),
         )
     }
@@ -1325,7 +1299,8 @@ impl Engine {
         container: &str,
         name: &str,
         cond: &Conditions,
-        column: &str,
+        // The SET clause for the change, with the new value as ?2.
+        assignment: &str,
         value: String,
     ) -> Result<BlobProps> {
         let etag = self.next_etag();
@@ -1338,7 +1313,7 @@ impl Engine {
             exec(
                 tx,
                 &format!(
-                    "UPDATE blobs SET {column} = ?2, etag = ?3, last_modified = ?4 WHERE id = ?1"
+                    "UPDATE blobs SET {assignment}, etag = ?3, last_modified = ?4 WHERE id = ?1"
                 ),
                 params![id, value, etag, now],
             )?;
@@ -1483,7 +1458,8 @@ impl Engine {
         } else {
             let copy = CopyInfo {
                 id: uuid::Uuid::new_v4().to_string(),
-                source: source_url.to_owned(),
+                // Readers of the copy see its source; never a SAS signature that came with it.
+                source: source_url.split('?').next().unwrap_or_default().to_owned(),
                 completed: now_secs(),
                 bytes: source_props.size,
             };
@@ -1575,52 +1551,77 @@ impl BlobReader {
         }
     }
 
-    /// Streams the bytes from a blocking thread; at most a few chunks are in memory at once.
+    /// Streams the bytes. Each chunk is read on a blocking thread only while it is read, so a
+    /// slow client holds no thread; one chunk is in memory at a time.
     pub fn into_stream(self) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
-        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
-        tokio::task::spawn_blocking(move || {
-            let Some(pins) = self.pins else { return };
-            for segment in self.segments {
+        struct State {
+            segments: std::vec::IntoIter<Segment>,
+            /// The extent being read, the next offset in it, and the segment's end.
+            current: Option<(Arc<std::fs::File>, u64, u64)>,
+            pins: Option<Pins>,
+        }
+        let state = State {
+            segments: self.segments.into_iter(),
+            current: None,
+            pins: self.pins,
+        };
+        futures_util::stream::unfold(state, |mut st| async move {
+            loop {
+                if let Some((file, pos, end)) = st.current.take() {
+                    if pos >= end {
+                        continue;
+                    }
+                    let n = READ_CHUNK.min(end - pos) as usize;
+                    let reader = Arc::clone(&file);
+                    let read = tokio::task::spawn_blocking(move || {
+                        let mut buf = vec![0u8; n];
+                        reader
+                            .read_exact_at(&mut buf, pos)
+                            .map(|()| Bytes::from(buf))
+                    })
+                    .await
+                    .map_err(io::Error::other)
+                    .and_then(|r| r);
+                    return match read {
+                        Ok(bytes) => {
+                            st.current = Some((file, pos + n as u64, end));
+                            Some((Ok(bytes), st))
+                        }
+                        Err(e) => {
+                            st.segments = Vec::new().into_iter();
+                            Some((Err(e), st))
+                        }
+                    };
+                }
+                let segment = st.segments.next()?;
                 match segment.source {
                     Source::Inline(bytes) => {
                         let start = segment.offset as usize;
-                        let end = start + segment.len as usize;
-                        if tx
-                            .blocking_send(Ok(bytes.slice(start..end.min(bytes.len()))))
-                            .is_err()
-                        {
-                            return;
-                        }
+                        let end = (start + segment.len as usize).min(bytes.len());
+                        return Some((Ok(bytes.slice(start..end)), st));
                     }
                     Source::Extent(id) => {
-                        let file = match std::fs::File::open(pins.extents().path(id)) {
-                            Ok(f) => f,
+                        let path = st.pins.as_ref()?.extents().path(id);
+                        let opened = tokio::task::spawn_blocking(move || std::fs::File::open(path))
+                            .await
+                            .map_err(io::Error::other)
+                            .and_then(|r| r);
+                        match opened {
+                            Ok(f) => {
+                                st.current = Some((
+                                    Arc::new(f),
+                                    segment.offset,
+                                    segment.offset + segment.len,
+                                ))
+                            }
                             Err(e) => {
-                                let _ = tx.blocking_send(Err(e));
-                                return;
-                            }
-                        };
-                        let mut pos = segment.offset;
-                        let end = segment.offset + segment.len;
-                        while pos < end {
-                            let n = READ_CHUNK.min(end - pos) as usize;
-                            let mut buf = vec![0u8; n];
-                            if let Err(e) = file.read_exact_at(&mut buf, pos) {
-                                let _ = tx.blocking_send(Err(e));
-                                return;
-                            }
-                            pos += n as u64;
-                            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                                return;
+                                st.segments = Vec::new().into_iter();
+                                return Some((Err(e), st));
                             }
                         }
                     }
                 }
             }
-            drop(pins);
-        });
-        futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
         })
     }
 }

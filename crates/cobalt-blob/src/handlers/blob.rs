@@ -544,8 +544,21 @@ pub(super) async fn set_blob_metadata(ctx: Ctx) -> StorageResult<Response> {
 pub(super) async fn delete_blob(ctx: Ctx) -> StorageResult<Response> {
     let cond = headers::conditions(&ctx.headers, "")?;
     let (a, c, b) = (ctx.account(), ctx.container(), ctx.blob());
-    ctx.engine(move |e| e.delete_blob(&a, &c, &b, &cond))
-        .await?;
+    match headers::get(&ctx.headers, "x-ms-delete-snapshots") {
+        // A blob has no snapshots here, so deleting "only" its snapshots changes nothing.
+        Some("only") => {
+            ctx.engine(move |e| {
+                let p = e.blob(&a, &c, &b)?;
+                cond.check_update(&p.etag, p.last_modified)
+            })
+            .await?;
+        }
+        None | Some("include") => {
+            ctx.engine(move |e| e.delete_blob(&a, &c, &b, &cond))
+                .await?
+        }
+        Some(other) => return Err(StorageError::bad_header("x-ms-delete-snapshots", other)),
+    }
     finish(
         respond(StatusCode::ACCEPTED).header("x-ms-delete-type-permanent", "true"),
         Body::empty(),
@@ -587,6 +600,9 @@ pub(super) async fn copy_blob(ctx: Ctx) -> StorageResult<Response> {
     let (Some(src_container), Some(src_blob)) = (src.container.clone(), src.blob.clone()) else {
         return Err(bad_source());
     };
+    if super::names_snapshot(&Query::parse(uri.query())?) {
+        return Err(super::no_snapshots());
+    }
     // The source must be readable by this request: same account with a key, a SAS in the URL,
     // or a public container.
     let src_query = Query::parse(uri.query())?;

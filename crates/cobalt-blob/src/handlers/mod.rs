@@ -18,6 +18,9 @@ use crate::service::Ctx;
 /// Runs the handler of `op`.
 pub(crate) async fn dispatch(op: Operation, ctx: Ctx, body: Body) -> StorageResult<Response> {
     use Operation::*;
+    if op.level() == crate::request::Level::Object && names_snapshot(&ctx.query) {
+        return Err(no_snapshots());
+    }
     match op {
         ListContainers => service::list_containers(ctx).await,
         GetServiceProperties => service::get_service_properties(ctx).await,
@@ -44,6 +47,18 @@ pub(crate) async fn dispatch(op: Operation, ctx: Ctx, body: Body) -> StorageResu
         SetBlobMetadata => blob::set_blob_metadata(ctx).await,
         DeleteBlob => blob::delete_blob(ctx).await,
     }
+}
+
+/// Whether a query names a snapshot or version of a blob (`snapshot=`, `versionid=`).
+fn names_snapshot(query: &crate::request::Query) -> bool {
+    query.get("snapshot").is_some() || query.get("versionid").is_some()
+}
+
+/// Cobalt keeps no snapshots or versions, so any that is named does not exist.
+fn no_snapshots() -> crate::error::StorageError {
+    crate::error::StorageError::new(crate::error::ErrorCode::BlobNotFound).with_message(
+        "The specified blob does not exist. Cobalt keeps no blob snapshots or versions.",
+    )
 }
 
 /// A response builder with a status.
