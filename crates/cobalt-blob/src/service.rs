@@ -42,6 +42,7 @@ pub(crate) struct Ctx {
     pub target: Target,
     pub principal: Principal,
     pub base_url: String,
+    pub remote_ip: std::net::IpAddr,
 }
 
 impl Ctx {
@@ -114,7 +115,12 @@ fn valid_version(v: &str) -> bool {
 
 /// The account named by a production-style host (`account.blob.localhost:10000`), if any.
 fn host_account<'a>(headers: &'a HeaderMap, svc: &BlobService) -> Option<&'a str> {
-    let host = headers::get(headers, "host")?;
+    account_from_host(headers::get(headers, "host")?, svc)
+}
+
+/// The account named by the first label of a host name (`account.blob.localhost[:port]`);
+/// `None` for IP addresses and single-label hosts (path-style addressing).
+pub(crate) fn account_from_host<'a>(host: &'a str, svc: &BlobService) -> Option<&'a str> {
     let host = host.rsplit_once(':').map_or(host, |(h, port)| {
         if port.bytes().all(|b| b.is_ascii_digit()) {
             h
@@ -268,6 +274,7 @@ async fn prepare(
         target,
         principal,
         base_url,
+        remote_ip: remote.ip(),
     };
     Ok((ctx, op))
 }

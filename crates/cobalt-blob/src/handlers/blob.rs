@@ -18,7 +18,7 @@ use crate::engine::{AppendConditions, BlobType, Conditions, ContentHeaders, Copy
 use crate::error::{ErrorCode, StorageError, StorageResult};
 use crate::headers::{self, resolve_range};
 use crate::request::{Operation, Query, parse_target};
-use crate::service::{Ctx, DEFAULT_VERSION, find_container, small_body};
+use crate::service::{Ctx, DEFAULT_VERSION, account_from_host, find_container, small_body};
 use crate::xml::{self, BlockListKind};
 
 const MIB: u64 = 1024 * 1024;
@@ -566,12 +566,18 @@ pub(super) async fn delete_blob(ctx: Ctx) -> StorageResult<Response> {
 }
 
 /// Whether a copy source URL's authority is this server (as the client reached it).
-fn is_local_authority(authority: &http::uri::Authority, request_host: &str) -> bool {
+/// `names_account`: the host's first label is one of this server's accounts (production-style).
+fn is_local_authority(
+    authority: &http::uri::Authority,
+    request_host: &str,
+    names_account: bool,
+) -> bool {
     if authority.as_str().eq_ignore_ascii_case(request_host) {
         return true;
     }
     let request_port = request_host.rsplit_once(':').map(|(_, p)| p);
-    let loopback = matches!(authority.host(), "localhost" | "127.0.0.1" | "[::1]")
+    let loopback = names_account
+        || matches!(authority.host(), "localhost" | "127.0.0.1" | "[::1]")
         || authority
             .host()
             .parse::<std::net::Ipv4Addr>()
@@ -587,15 +593,19 @@ pub(super) async fn copy_blob(ctx: Ctx) -> StorageResult<Response> {
     let uri: http::Uri = source.parse().map_err(|_| bad_source())?;
     let authority = uri.authority().ok_or_else(bad_source)?;
     let request_host = headers::get(&ctx.headers, "host").unwrap_or_default();
-    if !is_local_authority(authority, request_host) {
+    let svc = &ctx.svc;
+    let named_account = account_from_host(authority.as_str(), svc).is_some();
+    if !is_local_authority(authority, request_host, named_account) {
         return Err(StorageError::new(ErrorCode::NotImplemented).with_message(
             "Cobalt copies blobs within this server only; the copy source names another host.",
         ));
     }
-    let svc = &ctx.svc;
-    let src = parse_target(uri.path(), None, &svc.default_account, |a| {
-        svc.accounts.get(a).is_some()
-    })
+    let src = parse_target(
+        uri.path(),
+        account_from_host(authority.as_str(), svc),
+        &svc.default_account,
+        |a| svc.accounts.get(a).is_some(),
+    )
     .map_err(|_| bad_source())?;
     let (Some(src_container), Some(src_blob)) = (src.container.clone(), src.blob.clone()) else {
         return Err(bad_source());
@@ -615,9 +625,16 @@ pub(super) async fn copy_blob(ctx: Ctx) -> StorageResult<Response> {
             query: &src_query,
             target: &src,
             operation: Operation::GetBlob,
-            remote_ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            remote_ip: ctx.remote_ip,
         };
-        auth::verify_sas(&req, account, &sas, None).is_ok()
+        let policy = if sas.identifier.is_empty() {
+            None
+        } else {
+            find_container(&svc.engine, &src.account, &src_container)
+                .await?
+                .and_then(|c| c.identifiers.into_iter().find(|i| i.id == sas.identifier))
+        };
+        auth::verify_sas(&req, account, &sas, policy.as_ref()).is_ok()
     } else if ctx.principal == Principal::Key && src.account == ctx.target.account {
         true
     } else {
