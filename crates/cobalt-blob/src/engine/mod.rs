@@ -403,6 +403,8 @@ struct Piece {
 
 const BLOB_COLUMNS: &str =
     "name, size, etag, created, last_modified, headers, metadata, copy, blob_type, block_count";
+/// How many columns `BLOB_COLUMNS` names (a column selected after them has this index).
+const BLOB_COLUMN_COUNT: usize = 10;
 
 fn blob_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<BlobProps> {
     let headers: String = row.get(5)?;
@@ -859,15 +861,49 @@ impl Engine {
     }
 
     fn blob_with_id(tx: &Connection, cid: i64, name: &str) -> Result<Option<(i64, BlobProps)>> {
-        let Some((id, ..)) = Self::existing_blob(tx, cid, name)? else {
-            return Ok(None);
-        };
-        let props = tx.query_row(
-            &format!("SELECT {BLOB_COLUMNS} FROM blobs WHERE id = ?1"),
-            [id],
-            blob_from_row,
+        let mut stmt = tx.prepare_cached(&format!(
+            "SELECT {BLOB_COLUMNS}, id FROM blobs WHERE container_id = ?1 AND name = ?2"
+        ))?;
+        Ok(stmt
+            .query_row(params![cid, name], |r| {
+                Ok((r.get(BLOB_COLUMN_COUNT)?, blob_from_row(r)?))
+            })
+            .optional()?)
+    }
+
+    fn blob_by_id(tx: &Connection, id: i64) -> Result<BlobProps> {
+        let mut stmt =
+            tx.prepare_cached(&format!("SELECT {BLOB_COLUMNS} FROM blobs WHERE id = ?1"))?;
+        Ok(stmt.query_row([id], blob_from_row)?)
+    }
+
+    /// Removes a blob's content (committed pieces, if it exists, and uncommitted blocks) and
+    /// returns the extents that held it, to release once the transaction commits.
+    fn drop_content(
+        tx: &Connection,
+        cid: i64,
+        name: &str,
+        blob_id: Option<i64>,
+    ) -> Result<Vec<ExtentId>> {
+        let mut freed = Vec::new();
+        if let Some(id) = blob_id {
+            freed.extend(Self::pieces(tx, id)?.iter().filter_map(|p| p.extent));
+            exec(tx, "DELETE FROM pieces WHERE blob_id = ?1", [id])?;
+        }
+        {
+            let mut stmt = tx.prepare_cached(
+                "SELECT extent FROM uncommitted WHERE container_id = ?1 AND blob_name = ?2",
+            )?;
+            for e in stmt.query_map(params![cid, name], |r| r.get::<_, ExtentId>(0))? {
+                freed.push(e?);
+            }
+        }
+        exec(
+            tx,
+            "DELETE FROM uncommitted WHERE container_id = ?1 AND blob_name = ?2",
+            params![cid, name],
         )?;
-        Ok(Some((id, props)))
+        Ok(freed)
     }
 
     fn existing_blob(
@@ -925,24 +961,7 @@ impl Engine {
             return Err(EngineError::CreateOnly);
         }
         let new_pieces = build(tx, cid, existing.as_ref().map(|e| e.0))?;
-        let mut freed: Vec<ExtentId> = Vec::new();
-        if let Some((blob_id, ..)) = &existing {
-            freed.extend(Self::pieces(tx, *blob_id)?.iter().filter_map(|p| p.extent));
-            exec(tx, "DELETE FROM pieces WHERE blob_id = ?1", [blob_id])?;
-        }
-        {
-            let mut stmt = tx.prepare_cached(
-                "SELECT extent FROM uncommitted WHERE container_id = ?1 AND blob_name = ?2",
-            )?;
-            for e in stmt.query_map(params![cid, name], |r| r.get::<_, ExtentId>(0))? {
-                freed.push(e?);
-            }
-        }
-        exec(
-            tx,
-            "DELETE FROM uncommitted WHERE container_id = ?1 AND blob_name = ?2",
-            params![cid, name],
-        )?;
+        let mut freed = Self::drop_content(tx, cid, name, existing.as_ref().map(|e| e.0))?;
         let now = now_secs();
         let created = existing.as_ref().map_or(now, |e| e.3);
         let etag = self.next_etag();
@@ -1217,7 +1236,7 @@ impl Engine {
                 params![id, staged.len as i64, etag, now],
             )?;
             let offset = props.size;
-            let props = tx.query_row(&format!("SELECT {BLOB_COLUMNS} FROM blobs WHERE id = ?1"), [id], blob_from_row)?;
+            let props = Self::blob_by_id(tx, id)?;
             Ok((props, offset))
         })?;
         guard.disarm();
@@ -1317,11 +1336,7 @@ impl Engine {
                 ),
                 params![id, value, etag, now],
             )?;
-            Ok(tx.query_row(
-                &format!("SELECT {BLOB_COLUMNS} FROM blobs WHERE id = ?1"),
-                [id],
-                blob_from_row,
-            )?)
+            Self::blob_by_id(tx, id)
         })
     }
 
@@ -1338,25 +1353,8 @@ impl Engine {
             let (id, etag, lm, _) =
                 Self::existing_blob(tx, cid, name)?.ok_or(EngineError::BlobNotFound)?;
             cond.check_update(&etag, lm)?;
-            let mut freed: Vec<ExtentId> = Self::pieces(tx, id)?
-                .iter()
-                .filter_map(|p| p.extent)
-                .collect();
-            {
-                let mut stmt = tx.prepare_cached(
-                    "SELECT extent FROM uncommitted WHERE container_id = ?1 AND blob_name = ?2",
-                )?;
-                for e in stmt.query_map(params![cid, name], |r| r.get::<_, ExtentId>(0))? {
-                    freed.push(e?);
-                }
-            }
-            exec(tx, "DELETE FROM pieces WHERE blob_id = ?1", [id])?;
+            let freed = Self::drop_content(tx, cid, name, Some(id))?;
             exec(tx, "DELETE FROM blobs WHERE id = ?1", [id])?;
-            exec(
-                tx,
-                "DELETE FROM uncommitted WHERE container_id = ?1 AND blob_name = ?2",
-                params![cid, name],
-            )?;
             Ok(freed)
         })?;
         self.extents.release(freed);
@@ -1427,11 +1425,7 @@ impl Engine {
                 let (id, etag, lm, _) =
                     Self::existing_blob(&tx, cid, src.2)?.ok_or(EngineError::BlobNotFound)?;
                 source_cond.check_update(&etag, lm)?;
-                let props = tx.query_row(
-                    &format!("SELECT {BLOB_COLUMNS} FROM blobs WHERE id = ?1"),
-                    [id],
-                    blob_from_row,
-                )?;
+                let props = Self::blob_by_id(&tx, id)?;
                 let pieces = Self::pieces(&tx, id)?;
                 let pins = pin_lock.pin(pieces.iter().filter_map(|p| p.extent).collect());
                 Ok((props, pieces, pins))
