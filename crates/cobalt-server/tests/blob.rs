@@ -92,6 +92,15 @@ impl TestServer {
         req.body(body).send().await.unwrap()
     }
 
+    /// The body of a GET (with the test SAS).
+    async fn get_bytes(&self, path: &str) -> bytes::Bytes {
+        self.call(Method::GET, path, "", &[], vec![])
+            .await
+            .bytes()
+            .await
+            .unwrap()
+    }
+
     async fn put_blob(&self, path: &str, body: &[u8]) -> reqwest::Response {
         self.call(
             Method::PUT,
@@ -314,15 +323,7 @@ async fn block_lists_follow_azure_semantics() {
     ))
     .await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    assert_eq!(
-        s.call(Method::GET, "/blocks/b", "", &[], vec![])
-            .await
-            .bytes()
-            .await
-            .unwrap()
-            .as_ref(),
-        b"two-one-"
-    );
+    assert_eq!(s.get_bytes("/blocks/b").await.as_ref(), b"two-one-");
     // Block 1 is committed now: naming it as Uncommitted fails and changes nothing.
     let r = commit(format!(
         "<BlockList><Uncommitted>{}</Uncommitted></BlockList>",
@@ -336,15 +337,7 @@ async fn block_lists_follow_azure_semantics() {
     // Committed blocks can be reused, repeated and reordered.
     let r = commit(format!("<BlockList><Committed>{0}</Committed><Committed>{1}</Committed><Committed>{0}</Committed></BlockList>", block_id(1), block_id(2))).await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    assert_eq!(
-        s.call(Method::GET, "/blocks/b", "", &[], vec![])
-            .await
-            .bytes()
-            .await
-            .unwrap()
-            .as_ref(),
-        b"one-two-one-"
-    );
+    assert_eq!(s.get_bytes("/blocks/b").await.as_ref(), b"one-two-one-");
     let r = s
         .call(
             Method::GET,
@@ -410,15 +403,7 @@ async fn block_lists_follow_azure_semantics() {
         error_code(r).await,
         (StatusCode::BAD_REQUEST, "InvalidBlobOrBlock".into())
     );
-    assert_eq!(
-        s.call(Method::GET, "/blocks/b", "", &[], vec![])
-            .await
-            .bytes()
-            .await
-            .unwrap()
-            .as_ref(),
-        b"one-two-one-"
-    );
+    assert_eq!(s.get_bytes("/blocks/b").await.as_ref(), b"one-two-one-");
     s.stop().await;
 }
 
@@ -666,27 +651,11 @@ async fn deletes_free_space_at_once_and_state_survives_restart() {
     );
     assert_eq!(s.extent_bytes(), 2 * big.len() as u64);
     // The copy keeps its bytes after the source is gone.
-    assert_eq!(
-        s.call(Method::GET, "/space/c", "", &[], vec![])
-            .await
-            .bytes()
-            .await
-            .unwrap()
-            .len(),
-        big.len()
-    );
+    assert_eq!(s.get_bytes("/space/c").await.len(), big.len());
     // Restart on the same data directory.
     let dir = s.stop().await;
     let s2 = TestServer::start_with(|c| c.data_dir = dir.path().to_owned()).await;
-    assert_eq!(
-        s2.call(Method::GET, "/space/b", "", &[], vec![])
-            .await
-            .bytes()
-            .await
-            .unwrap()
-            .as_ref(),
-        big.as_slice()
-    );
+    assert_eq!(s2.get_bytes("/space/b").await.as_ref(), big.as_slice());
     assert_eq!(
         s2.call(Method::DELETE, "/space", "restype=container", &[], vec![])
             .await
@@ -1159,15 +1128,7 @@ async fn snapshots_copies_and_unsupported_sources() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    assert_eq!(
-        s.call(Method::GET, "/snaps/b", "", &[], vec![])
-            .await
-            .bytes()
-            .await
-            .unwrap()
-            .as_ref(),
-        b"live"
-    );
+    assert_eq!(s.get_bytes("/snaps/b").await.as_ref(), b"live");
     // Staging a block from a URL is not implemented: say so rather than stage nothing.
     let r = s
         .call(
@@ -1261,12 +1222,7 @@ async fn snapshots_copies_and_unsupported_sources() {
     assert_eq!(r.headers()["x-ms-blob-committed-block-count"], "3");
     assert_eq!(r.headers()["x-ms-blob-append-offset"], "8");
     assert_eq!(
-        s.call(Method::GET, "/snaps/log2", "", &[], vec![])
-            .await
-            .bytes()
-            .await
-            .unwrap()
-            .as_ref(),
+        s.get_bytes("/snaps/log2").await.as_ref(),
         b"one\ntwo\nthree\n"
     );
     s.stop().await;
