@@ -321,7 +321,7 @@ class Server:
                 raise RuntimeError(f"Cobalt binary not found or not executable: {self.cfg.cobalt_bin} "
                                    "(build it with `cargo build --release` or set COBALT_BIN)")
             port = None
-            cmd = [self.cfg.cobalt_bin, "serve", "--data-dir", str(self.data_dir), "--blob-port", "0",
+            cmd = [self.cfg.cobalt_bin, "serve", "--data-dir", str(self.data_dir), "--blob-port", "0", "--batch-port", "0",
                    "--host", "127.0.0.1", *self.cfg.cobalt_args]
             self.version = cobalt_version(self.cfg.cobalt_bin)
         logf = open(self.log, "wb")

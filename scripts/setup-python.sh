@@ -4,6 +4,12 @@
 #   .venv/blob-v12  azure-storage-blob 12.31.1 + pytest   (tests/e2e/requirements-v12.txt)
 #   .venv/legacy    azure-storage 0.36.0 + pytest         (tests/e2e/requirements-legacy.txt)
 #                   (the BlockBlobService generation used by the Azure Batch Python tutorial)
+#   .venv/batch-4   azure-batch 4.0.0 + pytest            (tests/e2e/requirements-batch4.txt)
+#                   (the Batch SDK the tutorial pins; api-version 2017-09-01.6.0)
+#   .venv/batch-14  azure-batch 14.2.0 + pytest           (tests/e2e/requirements-batch14.txt)
+#                   (last msrest generation; api-version 2024-02-01.19.0)
+#   .venv/batch-15  azure-batch 15.1.0 + pytest           (tests/e2e/requirements-batch15.txt)
+#                   (azure-core generation; api-version 2025-06-01)
 #
 # Idempotent: a venv is rebuilt only when its requirements file (or the Python version)
 # changed; otherwise the script returns immediately. Force a rebuild with FORCE=1.
@@ -71,4 +77,28 @@ setup_venv legacy "$REQ_DIR/requirements-legacy.txt" \
     'from azure.storage.blob import BlockBlobService, PublicAccess, BlobPermissions
 from azure.storage._constants import __version__, X_MS_VERSION
 assert __version__ == "0.36.0", __version__
+import pytest, pytest_timeout'
+
+setup_venv batch-4 "$REQ_DIR/requirements-batch4.txt" \
+    'import azure.batch.batch_service_client as bsc
+from azure.batch.batch_auth import SharedKeyCredentials
+import azure.batch.models as batchmodels
+c = bsc.BatchServiceClient(SharedKeyCredentials("a", "AAAA"), base_url="http://127.0.0.1:1")
+assert c.api_version == "2017-09-01.6.0", c.api_version
+assert hasattr(c.account, "list_node_agent_skus")
+import pytest, pytest_timeout'
+
+setup_venv batch-14 "$REQ_DIR/requirements-batch14.txt" \
+    'import azure.batch, azure.batch.models
+from azure.batch import BatchServiceClient
+from azure.batch.batch_auth import SharedKeyCredentials
+c = BatchServiceClient(SharedKeyCredentials("a", "AAAA"), batch_url="http://127.0.0.1:1")
+assert c.api_version == "2024-02-01.19.0", c.api_version
+import pytest, pytest_timeout'
+
+setup_venv batch-15 "$REQ_DIR/requirements-batch15.txt" \
+    'from azure.batch import BatchClient
+from azure.core.credentials import AzureNamedKeyCredential
+c = BatchClient("http://127.0.0.1:1", AzureNamedKeyCredential("a", "AAAA"))
+assert c._config.api_version == "2025-06-01", c._config.api_version
 import pytest, pytest_timeout'

@@ -1,11 +1,13 @@
-"""Fixtures shared by the v12 and legacy end-to-end suites.
+"""Fixtures shared by the blob (v12, legacy) and Batch (4.0.0, 14.2.0, 15.1.0) suites.
 
 Environment:
   COBALT_BIN            server binary (default <repo>/target/release/cobalt); started as
-                        `COBALT_BIN serve --data-dir <tmp> --blob-port 0 --host 127.0.0.1`.
+                        `COBALT_BIN serve --data-dir <tmp> --blob-port 0 --batch-port 0
+                        --host 127.0.0.1` (without --batch-port if the binary lacks it).
   COBALT_BLOB_ENDPOINT  e.g. http://127.0.0.1:10000/devstoreaccount1 - use an already
                         running server (Cobalt or Azurite) instead of starting one;
-                        tests that need our own process (crash/restart) are skipped.
+                        tests that need our own process (crash/restart) are skipped, and
+                        so is every Batch test (`cobalt_batch`).
 """
 from __future__ import annotations
 
@@ -13,8 +15,8 @@ import os
 
 import pytest
 
-from e2e_support import (EXTERNAL, KiB, MiB, CobaltServer, cobalt_binary,
-                         external_endpoint, sha256)
+from e2e_support import (EXTERNAL, KiB, MiB, CobaltServer,
+                         cobalt_binary, external_endpoint, sha256)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -69,6 +71,15 @@ def cobalt(cobalt_server) -> str:
     if EXTERNAL:
         return external_endpoint()
     return cobalt_server.endpoint
+
+
+@pytest.fixture(scope="session")
+def cobalt_batch(cobalt_server) -> str:
+    """Batch account URL of the session's server, e.g. http://127.0.0.1:PORT (account
+    e2e_support.BATCH_ACCOUNT, key BATCH_KEY). Same process as the `cobalt` blob fixture."""
+    if EXTERNAL:
+        pytest.skip("the Batch suites need our own server process (COBALT_BLOB_ENDPOINT is set)")
+    return cobalt_server.batch_url
 
 
 @pytest.fixture

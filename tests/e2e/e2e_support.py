@@ -1,20 +1,26 @@
 """Shared, SDK-independent helpers for the Cobalt end-to-end suites.
 
-Used by conftest.py and by both test modules (which run in different virtualenvs:
-.venv/blob-v12 and .venv/legacy), so this module must import nothing but the
-standard library.
+Used by conftest.py and by every test module (each runs in its own virtualenv:
+.venv/blob-v12, .venv/legacy, .venv/batch-4, .venv/batch-14, .venv/batch-15), so this
+module must import nothing but the standard library.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
+import http.client
+import json
 import os
 import re
 import signal
 import subprocess
 import time
 import uuid
+from email.utils import formatdate
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Iterable, Optional, Tuple
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 ACCOUNT = "devstoreaccount1"
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -24,7 +30,12 @@ WRONG_KEY = "A" * 86 + "=="
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_BIN = REPO / "target" / "release" / "cobalt"
 
+# The Batch account of a Cobalt server (dev defaults, like devstoreaccount1 for blobs).
+BATCH_ACCOUNT = "devbatchaccount1"
+BATCH_KEY = KEY
+
 LISTEN_RE = re.compile(r"blob service listening on (http://\S+)")
+BATCH_LISTEN_RE = re.compile(r"batch service listening on (http://\S+)")
 
 KiB = 1024
 MiB = 1024 * 1024
@@ -54,21 +65,24 @@ def sha256(data: bytes) -> str:
 class CobaltServer:
     """One Cobalt process on a data directory that outlives the process.
 
-    start() launches `COBALT_BIN serve --data-dir D --blob-port 0 --host 127.0.0.1`
-    and waits for the `blob service listening on http://...` line on stderr;
-    kill9()/terminate() stop it; start() again reuses the same data directory
-    (restart after a crash). The port changes on every start.
+    start() launches `COBALT_BIN serve --data-dir D --blob-port 0 --batch-port 0
+    --host 127.0.0.1` and waits for the `blob service listening on http://...` and
+    `batch service listening on http://...` lines on stderr; kill9()/terminate() stop
+    it; start() again reuses the same data directory (restart after a crash). The
+    ports change on every start.
     """
 
     def __init__(self, binary: Path, data_dir: Path, log_dir: Optional[Path] = None,
-                 port: int = 0):
+                 port: int = 0, batch_port: int = 0):
         self.port = port                         # 0: a free port chosen by the server
+        self.batch_port = batch_port             # likewise, for the Batch service
         self.binary = Path(binary)
         self.data_dir = Path(data_dir)
         self.log_dir = Path(log_dir) if log_dir else self.data_dir.parent
         self.proc: Optional[subprocess.Popen] = None
         self.url: Optional[str] = None          # http://127.0.0.1:PORT
         self.endpoint: Optional[str] = None     # http://127.0.0.1:PORT/devstoreaccount1
+        self.batch_url: Optional[str] = None    # http://127.0.0.1:BATCH_PORT (Batch account URL)
         self.starts = 0
         self.log_path: Optional[Path] = None
 
@@ -85,22 +99,26 @@ class CobaltServer:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.starts += 1
         self.log_path = self.log_dir / f"cobalt-{self.data_dir.name}-{self.starts}.log"
+        self.url = self.endpoint = self.batch_url = None
+        cmd = [str(self.binary), "serve", "--data-dir", str(self.data_dir),
+               "--blob-port", str(self.port), "--batch-port", str(self.batch_port),
+               "--host", "127.0.0.1"]
         log = open(self.log_path, "wb")
         try:
-            self.proc = subprocess.Popen(
-                [str(self.binary), "serve", "--data-dir", str(self.data_dir),
-                 "--blob-port", str(self.port), "--host", "127.0.0.1"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         finally:
             log.close()
         deadline = time.monotonic() + timeout
         while True:
-            m = LISTEN_RE.search(self.log_path.read_text(errors="replace"))
-            if m:
+            text = self.log_path.read_text(errors="replace")
+            m = LISTEN_RE.search(text)
+            b = BATCH_LISTEN_RE.search(text)
+            if m and b:
                 self.url = m.group(1).rstrip("/")
                 if self.url.endswith("/" + ACCOUNT):
                     self.url = self.url[: -len(ACCOUNT) - 1]
                 self.endpoint = f"{self.url}/{ACCOUNT}"
+                self.batch_url = b.group(1).rstrip("/")
                 return self.endpoint
             if self.proc.poll() is not None:
                 raise RuntimeError(
@@ -108,8 +126,8 @@ class CobaltServer:
             if time.monotonic() > deadline:
                 self.kill9()
                 raise TimeoutError(
-                    f"cobalt did not log 'blob service listening on ...' within {timeout}s:\n"
-                    f"{self.log_tail()}")
+                    "cobalt did not log 'blob service listening on ...' and 'batch service "
+                    f"listening on ...' within {timeout}s:\n{self.log_tail()}")
             time.sleep(0.05)
 
     def kill9(self) -> None:
@@ -161,3 +179,95 @@ def port_is_free(port: int) -> bool:
 
 def cobalt_binary() -> Path:
     return Path(os.environ.get("COBALT_BIN") or DEFAULT_BIN)
+
+
+# -- Batch SharedKey (reference: shared/reference/batch-rest.md section 3) -----------------
+
+_BATCH_SIGNED_HEADERS = (
+    "content-encoding", "content-language", "content-length", "content-md5",
+    "content-type", "date", "if-modified-since", "if-match", "if-none-match",
+    "if-unmodified-since", "range")
+
+
+def batch_string_to_sign(method: str, path: str, query: str, headers: Dict[str, str],
+                         account: str = BATCH_ACCOUNT) -> str:
+    """The Batch SharedKey string-to-sign, computed as the Python SDKs do it.
+
+    path: the URL path exactly as sent (still percent-encoded); query: the raw query
+    string as sent (parsed with parse_qs: decoded values, first value only, empty values
+    dropped, names kept as sent and sorted case-sensitively)."""
+    h = {k.lower(): v for k, v in headers.items() if v}
+    sts = method.upper() + "\n"
+    sts += "".join(str(h.get(name, "")) + "\n" for name in _BATCH_SIGNED_HEADERS)
+    for name, value in sorted((k, v) for k, v in h.items() if k.startswith("ocp-")):
+        sts += f"{name}:{value}\n"
+    sts += f"/{account}{path}"
+    for name, values in sorted(parse_qs(query).items()):
+        sts += f"\n{name}:{values[0]}"
+    return sts
+
+
+def batch_signature(string_to_sign: str, key: str = BATCH_KEY) -> str:
+    digest = hmac.new(base64.b64decode(key), string_to_sign.encode("utf-8"),
+                      hashlib.sha256).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+class RawResponse:
+    def __init__(self, status: int, reason: str, headers, body: bytes):
+        self.status = status
+        self.reason = reason
+        self.headers = headers          # http.client.HTTPMessage: case-insensitive get()
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body.decode("utf-8"))
+
+    def __repr__(self):
+        return f"<RawResponse {self.status} {self.reason} {self.body[:300]!r}>"
+
+
+def batch_request(base_url: str, method: str, path: str,
+                  query: Optional[Iterable[Tuple[str, str]]] = None,
+                  headers: Optional[Dict[str, str]] = None, body: Optional[bytes] = None,
+                  account: str = BATCH_ACCOUNT, key: Optional[str] = BATCH_KEY,
+                  api_version: Optional[str] = "2024-02-01.19.0",
+                  ocp_date: Optional[str] = None, timeout: float = 30) -> RawResponse:
+    """One raw Batch request, signed with SharedKey like the SDKs sign it (key=None:
+    no Authorization header). query: (name, value) pairs, encoded here; api-version is
+    appended unless api_version is None. Also accepts a full URL in `path` (e.g. an
+    odata.nextLink), whose query is then used as is."""
+    parts = urlsplit(path)
+    if parts.scheme:
+        base_url = f"{parts.scheme}://{parts.netloc}"
+        path, qs = parts.path, parts.query
+    else:
+        pairs = list(query or [])
+        if api_version is not None:
+            pairs.append(("api-version", api_version))
+        qs = urlencode(pairs, quote_via=_quote)   # `$filter=a%20eq%20%27b%27`, as 14.x sends
+    base = urlsplit(base_url)
+    hdrs = {"ocp-date": ocp_date or formatdate(usegmt=True),
+            "client-request-id": str(uuid.uuid4()),
+            "Accept": "application/json"}
+    if body is not None:
+        hdrs["Content-Type"] = "application/json; odata=minimalmetadata; charset=utf-8"
+        hdrs["Content-Length"] = str(len(body))
+    elif method.upper() not in ("GET", "HEAD"):
+        hdrs["Content-Length"] = "0"
+    hdrs.update(headers or {})
+    if key is not None:
+        sts = batch_string_to_sign(method, path, qs, hdrs, account)
+        hdrs["Authorization"] = f"SharedKey {account}:{batch_signature(sts, key)}"
+    conn = http.client.HTTPConnection(base.hostname, base.port, timeout=timeout)
+    try:
+        conn.request(method.upper(), path + ("?" + qs if qs else ""), body=body, headers=hdrs)
+        resp = conn.getresponse()
+        data = resp.read()
+        return RawResponse(resp.status, resp.reason, resp.headers, data)
+    finally:
+        conn.close()
+
+
+def _quote(value, safe="", encoding=None, errors=None):
+    return quote(value, safe="$", encoding=encoding, errors=errors)

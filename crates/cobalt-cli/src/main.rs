@@ -23,7 +23,7 @@ struct Cli {
 enum Command {
     /// Run the services in the foreground until Ctrl-C or SIGTERM.
     ///
-    /// Example: cobalt serve --data-dir /tmp/cobalt --blob-port 0
+    /// Example: cobalt serve --data-dir /tmp/cobalt --blob-port 0 --batch-port 0
     Serve(ServeArgs),
 }
 
@@ -38,6 +38,9 @@ struct ServeArgs {
     /// Blob service port (0 picks a free port; the log line says which).
     #[arg(long, default_value_t = 10000)]
     blob_port: u16,
+    /// Batch service port (0 picks a free port; the log line says which).
+    #[arg(long, default_value_t = 10100)]
+    batch_port: u16,
     /// Garbage-collect uncommitted blocks older than this many seconds (Azure: 7 days).
     #[arg(long, default_value_t = 7 * 24 * 3600, hide = true)]
     uncommitted_block_ttl: u64,
@@ -72,6 +75,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = ServerConfig::new(data_dir);
     config.host = args.host;
     config.blob_port = args.blob_port;
+    config.batch_port = args.batch_port;
     config.engine.uncommitted_ttl = Duration::from_secs(args.uncommitted_block_ttl);
     config.gc_interval = Duration::from_secs(args.gc_interval.max(1));
     let server = Server::start(config).await?;

@@ -18,6 +18,8 @@ use tokio::task::JoinSet;
 /// Environment variable with extra storage accounts, `name:key[:key2];...` (Azurite's
 /// `AZURITE_ACCOUNTS` is read too).
 pub const ACCOUNTS_ENV: &str = "COBALT_STORAGE_ACCOUNTS";
+/// Environment variable with extra Batch accounts, `name:key[:key2];...`.
+pub const BATCH_ACCOUNTS_ENV: &str = "COBALT_BATCH_ACCOUNTS";
 
 /// How long a shutdown waits for in-flight requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -31,8 +33,12 @@ pub struct ServerConfig {
     pub host: IpAddr,
     /// Blob service port; 0 picks a free one.
     pub blob_port: u16,
+    /// Batch service port; 0 picks a free one.
+    pub batch_port: u16,
     /// Extra storage accounts in `name:key[:key2];...` form.
     pub storage_accounts: Option<String>,
+    /// Extra Batch accounts in `name:key[:key2];...` form.
+    pub batch_accounts: Option<String>,
     /// Storage engine tuning.
     pub engine: EngineConfig,
     /// How often expired uncommitted blocks are swept.
@@ -46,14 +52,44 @@ impl ServerConfig {
             .iter()
             .find_map(|k| std::env::var(k).ok())
             .filter(|v| !v.trim().is_empty());
+        let batch_accounts = std::env::var(BATCH_ACCOUNTS_ENV)
+            .ok()
+            .filter(|v| !v.trim().is_empty());
         Self {
             data_dir,
             host: IpAddr::from([127, 0, 0, 1]),
             blob_port: 10000,
+            batch_port: 10100,
             storage_accounts,
+            batch_accounts,
             engine: EngineConfig::default(),
             gc_interval: Duration::from_secs(3600),
         }
+    }
+}
+
+/// Serves `app` on `listener` until `stop` turns true, then drains in-flight requests.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    mut stop: watch::Receiver<bool>,
+    name: &'static str,
+) {
+    // Small responses go out as headers and body in separate writes; without TCP_NODELAY,
+    // Nagle's algorithm holds the body back for a delayed ACK (~40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
+    if let Err(e) = served {
+        tracing::error!(error = %e, "{name} listener failed");
     }
 }
 
@@ -61,6 +97,8 @@ impl ServerConfig {
 pub struct Server {
     /// Where the blob service listens.
     pub blob_addr: SocketAddr,
+    /// Where the Batch service listens.
+    pub batch_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -96,32 +134,46 @@ impl Server {
         let blob_addr = listener.local_addr()?;
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        let app = cobalt_blob::router(service).into_make_service_with_connect_info::<SocketAddr>();
-        let mut stop = rx.clone();
-        tasks.spawn(async move {
-            // Small responses go out as headers and body in separate writes; without
-            // TCP_NODELAY, Nagle's algorithm holds the body back for a delayed ACK (~40 ms).
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-                }
-            });
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "blob listener failed");
-            }
-        });
-        tasks.spawn(cobalt_blob::run_gc(engine, config.gc_interval, rx));
+        tasks.spawn(serve(
+            listener,
+            cobalt_blob::router(service),
+            rx.clone(),
+            "blob",
+        ));
+        tasks.spawn(cobalt_blob::run_gc(engine, config.gc_interval, rx.clone()));
         tracing::info!(data_dir = %config.data_dir.display(), "blob service listening on http://{blob_addr}");
+
+        let mut batch_accounts = Accounts::dev_batch();
+        if let Some(spec) = &config.batch_accounts {
+            batch_accounts
+                .extend_from_spec(spec)
+                .context("invalid Batch account list")?;
+        }
+        let batch = Arc::new(cobalt_batch_api::BatchService {
+            accounts: batch_accounts,
+        });
+        let listener = tokio::net::TcpListener::bind((config.host, config.batch_port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", config.host, config.batch_port))?;
+        let batch_addr = listener.local_addr()?;
+        tasks.spawn(serve(
+            listener,
+            cobalt_batch_api::router(batch),
+            rx,
+            "batch",
+        ));
+        tracing::info!("batch service listening on http://{batch_addr}");
         Ok(Self {
             blob_addr,
+            batch_addr,
             shutdown,
             tasks,
         })
+    }
+
+    /// The Batch account URL (`http://host:port`).
+    pub fn batch_url(&self) -> String {
+        format!("http://{}", self.batch_addr)
     }
 
     /// The blob endpoint of the development account.

@@ -29,6 +29,7 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut config = ServerConfig::new(dir.path().to_owned());
         config.blob_port = 0;
+        config.batch_port = 0;
         config.storage_accounts = None;
         tune(&mut config);
         let data_dir = config.data_dir.clone();
@@ -1074,6 +1075,7 @@ async fn one_process_per_data_directory() {
     let s = TestServer::start().await;
     let mut config = ServerConfig::new(s.data_dir.clone());
     config.blob_port = 0;
+    config.batch_port = 0;
     let second = Server::start(config).await;
     let err = second
         .err()

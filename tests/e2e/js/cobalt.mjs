@@ -12,7 +12,7 @@ export const KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6
 export async function startCobalt() {
   const bin = process.env.COBALT_BIN ?? join(repo, "target", "release", "cobalt");
   const dataDir = mkdtempSync(join(tmpdir(), "cobalt-js-"));
-  const proc = spawn(bin, ["serve", "--data-dir", dataDir, "--blob-port", "0", "--host", "127.0.0.1"], {
+  const proc = spawn(bin, ["serve", "--data-dir", dataDir, "--blob-port", "0", "--batch-port", "0", "--host", "127.0.0.1"], {
     stdio: ["ignore", "ignore", "pipe"],
   });
   let log = "";
