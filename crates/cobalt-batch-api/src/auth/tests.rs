@@ -184,11 +184,11 @@ struct Logged {
 }
 
 fn wire_log() -> Vec<Logged> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/reference/wire/batch-wire-log.txt"
-    );
-    let text = std::fs::read_to_string(path)
+    // ../shared beside the repository, or wherever COBALT_SHARED_DIR says.
+    let shared = std::env::var("COBALT_SHARED_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared").to_owned());
+    let path = format!("{shared}/reference/wire/batch-wire-log.txt");
+    let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("the SDK wire log {path} is needed: {e}"));
     let mut out: Vec<Logged> = Vec::new();
     for (i, line) in text.lines().enumerate() {
