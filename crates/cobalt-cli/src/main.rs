@@ -32,6 +32,9 @@ struct ServeArgs {
     /// Where state lives [default: the per-user data directory, e.g. ~/.local/share/cobalt].
     #[arg(long, env = "COBALT_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Configuration file (TOML) with more storage and Batch accounts.
+    #[arg(long, env = "COBALT_CONFIG")]
+    config: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
@@ -73,6 +76,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .join("cobalt"),
     };
     let mut config = ServerConfig::new(data_dir);
+    if let Some(path) = &args.config {
+        config.apply(&cobalt_server::ConfigFile::load(path)?);
+    }
     config.host = args.host;
     config.blob_port = args.blob_port;
     config.batch_port = args.batch_port;

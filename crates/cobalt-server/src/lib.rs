@@ -21,6 +21,67 @@ pub const ACCOUNTS_ENV: &str = "COBALT_STORAGE_ACCOUNTS";
 /// Environment variable with extra Batch accounts, `name:key[:key2];...`.
 pub const BATCH_ACCOUNTS_ENV: &str = "COBALT_BATCH_ACCOUNTS";
 
+/// An account in the configuration file.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountEntry {
+    /// The account name.
+    pub name: String,
+    /// key1, base64.
+    pub key: String,
+    /// key2, base64, if any.
+    pub secondary_key: Option<String>,
+}
+
+/// The configuration file (`cobalt serve --config FILE`, TOML):
+///
+/// ```toml
+/// [[storage_accounts]]
+/// name = "myaccount"
+/// key = "<base64 key>"
+///
+/// [[batch_accounts]]
+/// name = "mybatch"
+/// key = "<base64 key>"
+/// secondary_key = "<base64 key>"   # optional
+/// ```
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Storage accounts besides `devstoreaccount1`.
+    #[serde(default)]
+    pub storage_accounts: Vec<AccountEntry>,
+    /// Batch accounts besides `devbatchaccount1`.
+    #[serde(default)]
+    pub batch_accounts: Vec<AccountEntry>,
+}
+
+impl ConfigFile {
+    /// Reads and parses a configuration file.
+    pub fn load(path: &std::path::Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        toml::from_str(&text)
+            .with_context(|| format!("{} is not a valid Cobalt configuration", path.display()))
+    }
+}
+
+/// Appends accounts to a `name:key[:key2];...` list.
+fn append_accounts(spec: &mut Option<String>, entries: &[AccountEntry]) {
+    for e in entries {
+        let mut entry = format!("{}:{}", e.name, e.key);
+        if let Some(k2) = &e.secondary_key {
+            entry.push(':');
+            entry.push_str(k2);
+        }
+        let list = spec.get_or_insert_with(String::new);
+        if !list.is_empty() {
+            list.push(';');
+        }
+        list.push_str(&entry);
+    }
+}
+
 /// How long a shutdown waits for in-flight requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -90,6 +151,14 @@ async fn serve(
         .await;
     if let Err(e) = served {
         tracing::error!(error = %e, "{name} listener failed");
+    }
+}
+
+impl ServerConfig {
+    /// Adds the accounts of a configuration file (after those from the environment).
+    pub fn apply(&mut self, file: &ConfigFile) {
+        append_accounts(&mut self.storage_accounts, &file.storage_accounts);
+        append_accounts(&mut self.batch_accounts, &file.batch_accounts);
     }
 }
 

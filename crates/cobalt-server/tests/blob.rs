@@ -1288,3 +1288,51 @@ async fn stored_access_policies_cannot_be_overridden_by_the_token() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_from_a_configuration_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cobalt.toml");
+    let key = STANDARD.encode([9u8; 64]);
+    std::fs::write(
+        &path,
+        format!("[[storage_accounts]]\nname = \"secondacct\"\nkey = \"{key}\"\n"),
+    )
+    .unwrap();
+    let file = cobalt_server::ConfigFile::load(&path).unwrap();
+    let s = TestServer::start_with(|c| c.apply(&file)).await;
+    // An account SAS of the new account, signed with its key.
+    let se = iso(chrono_like_now() + 3600);
+    let sts = format!("secondacct\nrwdlc\nb\nsco\n\n{se}\n\n\n2020-10-02\n");
+    let sig = AccountKey::from_base64("secondacct", &key)
+        .unwrap()
+        .sign(&sts);
+    let sas = format!(
+        "sv=2020-10-02&ss=b&srt=sco&sp=rwdlc&se={}&sig={}",
+        pct(&se),
+        pct(&sig)
+    );
+    let url = format!("http://{}/secondacct/own?restype=container&{sas}", s.addr());
+    let r = s
+        .client
+        .put(url)
+        .header("x-ms-version", "2026-10-06")
+        .header("content-length", "0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // The development account does not see the other account's container.
+    let r = s
+        .call(Method::GET, "/own", "restype=container", &[], vec![])
+        .await;
+    assert_eq!(error_code(r).await.1, "ContainerNotFound");
+    s.stop().await;
+    // A bad file is refused with a clear message.
+    std::fs::write(&path, "[[storage_accounts]]\nname = \"x\"\n").unwrap();
+    let err = cobalt_server::ConfigFile::load(&path).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("not a valid Cobalt configuration"),
+        "{err:#}"
+    );
+}
