@@ -107,7 +107,14 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// Defaults for a data directory: loopback, port 10000, extra accounts from the environment.
+    /// Adds the accounts of a configuration file (after those from the environment).
+    pub fn apply(&mut self, file: &ConfigFile) {
+        append_accounts(&mut self.storage_accounts, &file.storage_accounts);
+        append_accounts(&mut self.batch_accounts, &file.batch_accounts);
+    }
+
+    /// Defaults for a data directory: loopback, blob port 10000, Batch port 10100, extra
+    /// accounts from the environment.
     pub fn new(data_dir: PathBuf) -> Self {
         let storage_accounts = [ACCOUNTS_ENV, "AZURITE_ACCOUNTS"]
             .iter()
@@ -151,14 +158,6 @@ async fn serve(
         .await;
     if let Err(e) = served {
         tracing::error!(error = %e, "{name} listener failed");
-    }
-}
-
-impl ServerConfig {
-    /// Adds the accounts of a configuration file (after those from the environment).
-    pub fn apply(&mut self, file: &ConfigFile) {
-        append_accounts(&mut self.storage_accounts, &file.storage_accounts);
-        append_accounts(&mut self.batch_accounts, &file.batch_accounts);
     }
 }
 
