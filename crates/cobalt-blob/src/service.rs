@@ -91,7 +91,6 @@ impl From<EngineError> for StorageError {
                 .with_message("The specified blob or block content is invalid. Block ids of a blob must all have the same length."),
             EngineError::InvalidRange(size) => StorageError::new(ErrorCode::InvalidRange)
                 .with_header(http::header::CONTENT_RANGE, &format!("bytes */{size}")),
-            EngineError::Md5Mismatch => ErrorCode::Md5Mismatch.into(),
             EngineError::Body(cause) => {
                 tracing::debug!(%cause, "request body failed");
                 StorageError::new(ErrorCode::InvalidInput).with_message(format!("The request body could not be read: {cause}"))

@@ -152,11 +152,6 @@ impl Accounts {
     pub fn get(&self, name: &str) -> Option<&Account> {
         self.accounts.iter().find(|a| a.name == name)
     }
-
-    /// Every account, in configuration order.
-    pub fn iter(&self) -> impl Iterator<Item = &Account> {
-        self.accounts.iter()
-    }
 }
 
 #[cfg(test)]

@@ -244,11 +244,6 @@ impl Server {
         format!("http://{}", self.batch_addr)
     }
 
-    /// The blob endpoint of the development account.
-    pub fn blob_endpoint(&self) -> String {
-        format!("http://{}/{DEV_STORAGE_ACCOUNT}", self.blob_addr)
-    }
-
     /// Stops accepting connections, lets in-flight requests finish (for at most
     /// [`DRAIN_TIMEOUT`]), and waits for every task. Cutting a request off is safe: nothing
     /// becomes visible before its metadata commits.

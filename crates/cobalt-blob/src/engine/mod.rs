@@ -83,9 +83,6 @@ pub enum EngineError {
     /// The request body ended early or failed.
     #[error("request body: {0}")]
     Body(String),
-    /// The body's MD5 is not the one the client sent.
-    #[error("MD5 mismatch")]
-    Md5Mismatch,
     /// Another process serves this data directory.
     #[error("the data directory {0} is in use by another Cobalt process")]
     DirectoryInUse(String),
@@ -240,14 +237,6 @@ fn etag_listed(list: &str, etag: &str) -> bool {
 }
 
 impl Conditions {
-    /// Whether any condition is set.
-    pub fn is_empty(&self) -> bool {
-        self.if_match.is_none()
-            && self.if_none_match.is_none()
-            && self.if_modified_since.is_none()
-            && self.if_unmodified_since.is_none()
-    }
-
     /// Checks a read: 412 for If-Match/If-Unmodified-Since, 304 for If-None-Match/If-Modified-Since.
     pub fn check_read(&self, etag: &str, last_modified: i64) -> Result<()> {
         if self

@@ -650,13 +650,11 @@ pub(super) async fn copy_blob(ctx: Ctx) -> StorageResult<Response> {
     let metadata = headers::metadata(&ctx.headers)?;
     // Put Blob From URL names a blob type; Copy Blob does not. The former takes properties and
     // metadata from the request and answers 201; the latter keeps the source's and answers 202.
-    let from_url = headers::get(&ctx.headers, "x-ms-blob-type").is_some();
-    if from_url && headers::get(&ctx.headers, "x-ms-blob-type") != Some("BlockBlob") {
-        return Err(StorageError::bad_header(
-            "x-ms-blob-type",
-            headers::get(&ctx.headers, "x-ms-blob-type").unwrap_or_default(),
-        ));
-    }
+    let from_url = match headers::get(&ctx.headers, "x-ms-blob-type") {
+        None => false,
+        Some("BlockBlob") => true,
+        Some(other) => return Err(StorageError::bad_header("x-ms-blob-type", other)),
+    };
     let content = from_url.then(|| content_headers(&ctx.headers, false));
     let metadata = (from_url || !metadata.is_empty()).then_some(metadata);
     let (a, c, b, create_only) = (
