@@ -303,21 +303,3 @@ def test_error_body_shape_and_sdk_fields(cobalt_batch):
 
 
 # -- operations not built yet --------------------------------------------------------------
-
-def test_not_yet_implemented_pool_add_is_rejected(client):
-    """Placeholder until pools land: pool.add must not succeed silently. Cobalt answers
-    501 NotImplemented for Batch operations it does not serve yet. Replace this test
-    with real pool tests when POST /pools is implemented."""
-    pool = batchmodels.PoolAddParameter(
-        id="cobalt-e2e-not-yet",
-        vm_size="STANDARD_D1_V2",
-        virtual_machine_configuration=batchmodels.VirtualMachineConfiguration(
-            image_reference=batchmodels.ImageReference(
-                publisher="canonical", offer="0001-com-ubuntu-server-jammy",
-                sku="22_04-lts", version="latest"),
-            node_agent_sku_id="batch.node.ubuntu 22.04"),
-        target_dedicated_nodes=1)
-    with pytest.raises(batchmodels.BatchErrorException) as ei:
-        client.pool.add(pool)
-    assert ei.value.response.status_code >= 400, ei.value.response.status_code
-    assert_request_id_header(ei.value.response)

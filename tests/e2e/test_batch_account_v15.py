@@ -78,20 +78,3 @@ def test_unsupported_api_version_is_400(cobalt_batch):
     e = ei.value
     assert e.status_code == 400, e
     assert e.error.code in ("UnsupportedRequestVersion", "InvalidQueryParameterValue"), e
-
-
-def test_not_yet_implemented_create_pool_is_rejected(client):
-    """Placeholder until pools land: create_pool must not succeed silently (Cobalt
-    answers 501 NotImplemented). Replace with real pool tests when pools are built."""
-    pool = bm.BatchPoolCreateOptions(
-        id="cobalt-e2e-not-yet-v15",
-        vm_size="STANDARD_D1_V2",
-        virtual_machine_configuration=bm.VirtualMachineConfiguration(
-            image_reference=bm.BatchVmImageReference(
-                publisher="canonical", offer="0001-com-ubuntu-server-jammy",
-                sku="22_04-lts", version="latest"),
-            node_agent_sku_id="batch.node.ubuntu 22.04"),
-        target_dedicated_nodes=1)
-    with pytest.raises(HttpResponseError) as ei:
-        client.create_pool(pool)
-    assert ei.value.status_code >= 400

@@ -97,21 +97,3 @@ def test_wrong_key_is_403(cobalt_batch):
     # What the tutorial's print_batch_exception() reads.
     assert isinstance(e.error.message.value, str) and e.error.message.value
     assert e.response.headers.get("request-id")
-
-
-def test_not_yet_implemented_pool_add_is_rejected(client):
-    """Placeholder until pools land: the tutorial's pool.add (2017 schema) must not
-    succeed silently; Cobalt answers 501 NotImplemented for operations not built yet.
-    Replace with the tutorial's pool tests when POST /pools is implemented."""
-    pool = batchmodels.PoolAddParameter(
-        id="cobalt-e2e-not-yet-v4",
-        virtual_machine_configuration=batchmodels.VirtualMachineConfiguration(
-            image_reference=batchmodels.ImageReference(
-                publisher="Canonical", offer="UbuntuServer", sku="16.04-LTS",
-                version="latest"),
-            node_agent_sku_id="batch.node.ubuntu 16.04"),
-        vm_size="BASIC_A1",
-        target_dedicated_nodes=1)
-    with pytest.raises(batchmodels.BatchErrorException) as ei:
-        client.pool.add(pool)
-    assert ei.value.response.status_code >= 400

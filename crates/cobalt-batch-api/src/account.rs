@@ -5,7 +5,13 @@
 //! tutorial's `select_latest_verified_vm_image_with_node_agent_sku`, newer `ubuntu-server`
 //! lookups) finds what it looks for.
 
+use axum::response::Response;
+use cobalt_batch::PageRequest;
 use serde_json::{Value, json};
+
+use crate::error::BatchResult;
+use crate::odata::ListKind;
+use crate::service::{BatchService, Req, list_response, static_page};
 
 /// One image of the catalogue.
 struct Image {
@@ -58,8 +64,92 @@ fn image_reference(i: &Image) -> Value {
     json!({"publisher": i.publisher, "offer": i.offer, "sku": i.sku, "version": "latest"})
 }
 
+/// `GET /supportedimages`.
+pub(crate) fn list_supported_images(req: &Req) -> BatchResult<Response> {
+    let page = static_page(req, ListKind::SupportedImages, supported_images())?;
+    list_response(req, "supportedimages", page)
+}
+
+/// `GET /nodeagentskus` (2017-era api-versions).
+pub(crate) fn list_node_agent_skus(req: &Req) -> BatchResult<Response> {
+    let page = static_page(req, ListKind::NodeAgentSkus, node_agent_skus())?;
+    list_response(req, "nodeagentskus", page)
+}
+
+/// `GET /applications`: Cobalt has no application packages, so the list is empty.
+pub(crate) fn list_applications(req: &Req) -> BatchResult<Response> {
+    let page = static_page(req, ListKind::Applications, Vec::new())?;
+    list_response(req, "applications", page)
+}
+
+/// `GET /poolusagemetrics`: Cobalt bills nothing, so there are no usage records.
+pub(crate) fn list_pool_usage_metrics(req: &Req) -> BatchResult<Response> {
+    let page = static_page(req, ListKind::PoolUsageMetrics, Vec::new())?;
+    list_response(req, "poolusagemetrics", page)
+}
+
+/// `GET /nodecounts`: each pool's nodes by state, dedicated and low-priority.
+pub(crate) fn list_pool_node_counts(svc: &BatchService, req: &Req) -> BatchResult<Response> {
+    let mut pools = Vec::new();
+    let mut page = PageRequest {
+        limit: 1000,
+        ..PageRequest::default()
+    };
+    loop {
+        let p = svc
+            .batch
+            .list_pools(&req.account, &page, |pool| Ok(Some(pool.spec.id)))?;
+        pools.extend(p.items);
+        match p.next {
+            Some(next) => page.after = Some(next),
+            None => break,
+        }
+    }
+    let mut items = Vec::new();
+    for id in pools {
+        let mut dedicated = json!({});
+        for state in NODE_COUNT_KEYS {
+            dedicated[state.1] = json!(0);
+        }
+        let low_priority = dedicated.clone();
+        let mut total = 0;
+        for c in svc.batch.node_counts(&req.account, &id)? {
+            if let Some((_, key)) = NODE_COUNT_KEYS.iter().find(|(s, _)| *s == c.state) {
+                dedicated[*key] = json!(c.count);
+                total += c.count;
+            }
+        }
+        dedicated["total"] = json!(total);
+        let mut low_priority = low_priority;
+        low_priority["total"] = json!(0);
+        items.push(json!({"poolId": id, "dedicated": dedicated, "lowPriority": low_priority}));
+    }
+    let page = static_page(req, ListKind::PoolNodeCounts, items)?;
+    list_response(req, "nodecounts", page)
+}
+
+/// Node states and their key in `NodeCounts`.
+const NODE_COUNT_KEYS: &[(&str, &str)] = &[
+    ("creating", "creating"),
+    ("idle", "idle"),
+    ("offline", "offline"),
+    ("preempted", "preempted"),
+    ("rebooting", "rebooting"),
+    ("reimaging", "reimaging"),
+    ("running", "running"),
+    ("starting", "starting"),
+    ("starttaskfailed", "startTaskFailed"),
+    ("leavingpool", "leavingPool"),
+    ("unknown", "unknown"),
+    ("unusable", "unusable"),
+    ("waitingforstarttask", "waitingForStartTask"),
+    ("upgradingos", "upgradingOS"),
+    ("deallocated", "deallocated"),
+    ("deallocating", "deallocating"),
+];
+
 /// `GET /supportedimages` entries (2018-12-01 and later).
-pub fn supported_images() -> Vec<Value> {
+fn supported_images() -> Vec<Value> {
     CATALOGUE
         .iter()
         .map(|i| {
@@ -74,7 +164,7 @@ pub fn supported_images() -> Vec<Value> {
 }
 
 /// `GET /nodeagentskus` entries (2017 schema): the catalogue grouped by node agent SKU.
-pub fn node_agent_skus() -> Vec<Value> {
+fn node_agent_skus() -> Vec<Value> {
     let mut skus: Vec<(&str, Vec<Value>)> = Vec::new();
     for i in CATALOGUE {
         match skus.iter_mut().find(|(id, _)| *id == i.node_agent_sku) {

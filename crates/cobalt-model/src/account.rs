@@ -148,6 +148,11 @@ impl Accounts {
         Ok(())
     }
 
+    /// The names of the accounts.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.accounts.iter().map(|a| a.name.as_str())
+    }
+
     /// The account with this exact name.
     pub fn get(&self, name: &str) -> Option<&Account> {
         self.accounts.iter().find(|a| a.name == name)

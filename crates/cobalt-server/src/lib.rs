@@ -10,8 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use cobalt_batch::Batch;
 use cobalt_blob::{BlobService, Engine, EngineConfig};
 use cobalt_model::{Accounts, DEV_STORAGE_ACCOUNT};
+use cobalt_store::SqliteStore;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -161,6 +163,25 @@ async fn serve(
     }
 }
 
+/// How often transient Batch states (deleting, terminating, schedules) are moved forward.
+const LIFECYCLE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Runs the Batch lifecycle until shutdown.
+async fn run_lifecycle(batch: Arc<Batch>, mut stop: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(LIFECYCLE_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let b = Arc::clone(&batch);
+        if let Err(e) = tokio::task::spawn_blocking(move || b.tick()).await {
+            tracing::error!(error = %e, "Batch lifecycle step panicked");
+        }
+    }
+}
+
 /// A started server.
 pub struct Server {
     /// Where the blob service listens.
@@ -217,8 +238,26 @@ impl Server {
                 .extend_from_spec(spec)
                 .context("invalid Batch account list")?;
         }
+        let batch_dir = config.data_dir.join("batch");
+        let names: Vec<String> = batch_accounts.names().map(str::to_owned).collect();
+        let control = tokio::task::spawn_blocking(move || -> anyhow::Result<Batch> {
+            std::fs::create_dir_all(&batch_dir)?;
+            let store = SqliteStore::open(&batch_dir.join("state.db"))?;
+            Batch::new(Arc::new(store), &names)
+                .map_err(|e| anyhow::anyhow!("cannot recover Batch state: {}", e.code.as_str()))
+        })
+        .await?
+        .with_context(|| {
+            format!(
+                "cannot open the Batch state in {}",
+                config.data_dir.display()
+            )
+        })?;
+        let control = Arc::new(control);
+        tasks.spawn(run_lifecycle(Arc::clone(&control), rx.clone()));
         let batch = Arc::new(cobalt_batch_api::BatchService {
             accounts: batch_accounts,
+            batch: control,
         });
         let listener = tokio::net::TcpListener::bind((config.host, config.batch_port))
             .await

@@ -196,7 +196,7 @@ async fn errors_have_azure_shape_and_status() {
     .await;
     assert_eq!(
         (status, body["code"].as_str().unwrap()),
-        (StatusCode::NOT_IMPLEMENTED, "NotImplemented")
+        (StatusCode::BAD_REQUEST, "InvalidRequestBody")
     );
     let (status, body) = json(
         send(

@@ -1,0 +1,211 @@
+//! Task operations on the wire.
+
+use axum::response::Response;
+use cobalt_batch::{BatchError, Conditions, TaskAddOutcome};
+use cobalt_model::batch::Task;
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::error::{BatchResult, ErrorCode};
+use crate::odata::ListKind;
+use crate::service::{
+    BatchService, ListQuery, Req, entity, entity_headers, list_response, respond, to_json,
+};
+
+/// Largest add-collection body.
+const MAX_COLLECTION_BYTES: usize = 1 << 20;
+
+fn url(req: &Req, job: &str, task: &str) -> String {
+    req.url(&format!("/jobs/{job}/tasks/{task}"))
+}
+
+fn task_json(req: &Req, job: &str, task: &Task) -> BatchResult<Value> {
+    to_json(task, &url(req, job, &task.spec.id))
+}
+
+/// `POST /jobs/{job}/tasks`.
+pub(crate) fn add_task(svc: &BatchService, req: &Req, job: &str) -> BatchResult<Response> {
+    let task = svc.batch.add_task(&req.account, job, req.json(true)?)?;
+    let url = url(req, job, &task.spec.id);
+    respond(
+        StatusCode::CREATED,
+        &entity_headers(&task.e_tag, task.last_modified, &url),
+        None,
+    )
+}
+
+/// `POST /jobs/{job}/addtaskcollection`: ≤100 tasks and ≤1 MB; a result per task.
+pub(crate) fn add_task_collection(
+    svc: &BatchService,
+    req: &Req,
+    job: &str,
+) -> BatchResult<Response> {
+    if req.body.len() > MAX_COLLECTION_BYTES {
+        return Err(BatchError::new(ErrorCode::RequestBodyTooLarge)
+            .with_value("MaxLimit", MAX_COLLECTION_BYTES.to_string()));
+    }
+    let body = req.json(true)?;
+    let tasks = match body.get("value") {
+        Some(Value::Array(items)) => items.clone(),
+        Some(_) => {
+            return Err(BatchError::new(ErrorCode::InvalidPropertyValue)
+                .with_value("PropertyName", "value"));
+        }
+        None => {
+            return Err(BatchError::new(ErrorCode::MissingRequiredProperty)
+                .with_value("PropertyName", "value"));
+        }
+    };
+    let outcomes = svc.batch.add_tasks(&req.account, job, tasks)?;
+    let results: Vec<Value> = outcomes
+        .into_iter()
+        .map(|outcome| match outcome {
+            TaskAddOutcome::Added(task) => json!({
+                "status": "success",
+                "taskId": task.spec.id,
+                "eTag": task.e_tag,
+                "lastModified": task.last_modified,
+                "location": url(req, job, &task.spec.id),
+            }),
+            TaskAddOutcome::Failed { task_id, error } => {
+                let status = if error.code.status().is_server_error() { "servererror" } else { "clienterror" };
+                let mut e = json!({
+                    "code": error.code.as_str(),
+                    "message": {"lang": "en-US", "value": error.message.as_deref().unwrap_or(error.code.message())},
+                });
+                if !error.values.is_empty() {
+                    e["values"] = error.values.iter().map(|(k, v)| json!({"key": k, "value": v})).collect();
+                }
+                json!({"status": status, "taskId": task_id, "error": e})
+            }
+        })
+        .collect();
+    respond(StatusCode::OK, &[], Some(&json!({ "value": results })))
+}
+
+/// `GET /jobs/{job}/tasks/{task}`.
+pub(crate) fn get_task(
+    svc: &BatchService,
+    req: &Req,
+    job: &str,
+    task: &str,
+) -> BatchResult<Response> {
+    let t = svc.batch.get_task(&req.account, job, task, &req.cond)?;
+    entity(
+        req,
+        task_json(req, job, &t)?,
+        &t.e_tag,
+        t.last_modified,
+        &url(req, job, &t.spec.id),
+    )
+}
+
+/// `GET /jobs/{job}/tasks`.
+pub(crate) fn list_tasks(svc: &BatchService, req: &Req, job: &str) -> BatchResult<Response> {
+    let q = ListQuery::parse(req, ListKind::Tasks)?;
+    let page = svc.batch.list_tasks(&req.account, job, &q.page, |t| {
+        Ok(q.keep(task_json(req, job, &t)?))
+    })?;
+    list_response(req, "tasks", page)
+}
+
+/// `PUT /jobs/{job}/tasks/{task}`.
+pub(crate) fn update_task(
+    svc: &BatchService,
+    req: &Req,
+    job: &str,
+    task: &str,
+) -> BatchResult<Response> {
+    let t = svc.batch.update_task(
+        &req.account,
+        job,
+        task,
+        req.json(false)?
+            .as_object()
+            .map_or(json!({}), |o| Value::Object(o.clone())),
+        &req.cond,
+    )?;
+    let url = url(req, job, &t.spec.id);
+    respond(
+        StatusCode::OK,
+        &entity_headers(&t.e_tag, t.last_modified, &url),
+        None,
+    )
+}
+
+/// `DELETE /jobs/{job}/tasks/{task}`: 200, not 202.
+pub(crate) fn delete_task(
+    svc: &BatchService,
+    req: &Req,
+    job: &str,
+    task: &str,
+) -> BatchResult<Response> {
+    svc.batch.delete_task(&req.account, job, task, &req.cond)?;
+    respond(StatusCode::OK, &[], None)
+}
+
+/// `POST /jobs/{job}/tasks/{task}/terminate|reactivate`: 204.
+pub(crate) fn task_action(
+    svc: &BatchService,
+    req: &Req,
+    job: &str,
+    task: &str,
+    action: &str,
+) -> BatchResult<Response> {
+    if action == "terminate" {
+        svc.batch
+            .terminate_task(&req.account, job, task, &req.cond)?;
+    } else {
+        svc.batch
+            .reactivate_task(&req.account, job, task, &req.cond)?;
+    }
+    let t = svc
+        .batch
+        .get_task(&req.account, job, task, &Conditions::default())?;
+    let url = url(req, job, &t.spec.id);
+    respond(
+        StatusCode::NO_CONTENT,
+        &entity_headers(&t.e_tag, t.last_modified, &url),
+        None,
+    )
+}
+
+/// `GET /jobs/{job}/tasks/{task}/subtasksinfo`: the subtasks of a multi-instance task.
+pub(crate) fn list_subtasks(
+    svc: &BatchService,
+    req: &Req,
+    job: &str,
+    task: &str,
+) -> BatchResult<Response> {
+    svc.batch
+        .get_task(&req.account, job, task, &Conditions::default())?;
+    // Subtasks exist once a multi-instance task runs on nodes.
+    respond(StatusCode::OK, &[], Some(&json!({ "value": [] })))
+}
+
+/// `/jobs/{job}/tasks/{task}/files[/{path}]`: the task's directory on its node.
+pub(crate) fn task_files(
+    svc: &BatchService,
+    req: &Req,
+    job: &str,
+    task: &str,
+    path: &[&str],
+) -> BatchResult<Response> {
+    let allowed = if path.is_empty() {
+        req.method == Method::GET
+    } else {
+        matches!(req.method, Method::GET | Method::HEAD | Method::DELETE)
+    };
+    if !allowed {
+        return Err(ErrorCode::UnsupportedHttpVerb.into());
+    }
+    let t = svc
+        .batch
+        .get_task(&req.account, job, task, &Conditions::default())?;
+    if t.node_info.is_none() {
+        return Err(BatchError::new(ErrorCode::TaskFilesUnavailable)
+            .with_message("The task has not run on a node, so it has no files."));
+    }
+    Err(BatchError::new(ErrorCode::NotImplemented)
+        .with_message("Cobalt does not run node agents yet, so task files are not available."))
+}

@@ -1,0 +1,266 @@
+//! The [`Batch`] service object, conditional requests and paging.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+use cobalt_model::batch::{Timestamp, etag_after, id_key};
+use cobalt_store::{Kind, Record, Scope, Store, StoreError, Write};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{BatchError, BatchResult, ErrorCode};
+
+impl From<StoreError> for BatchError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "state store failed");
+        BatchError::new(ErrorCode::InternalError)
+    }
+}
+
+/// The Batch service: every operation on pools, jobs, schedules and tasks.
+#[derive(Debug)]
+pub struct Batch {
+    pub(crate) store: Arc<dyn Store>,
+    /// Serialises read-modify-write operations (the store has one writer anyway).
+    write: Mutex<()>,
+    /// Entities whose state the lifecycle must move forward: (account, kind, key).
+    pub(crate) attention: Mutex<HashSet<(String, Kind, String)>>,
+}
+
+impl Batch {
+    /// The service over `store`, picking up unfinished transitions of `accounts`.
+    pub fn new(store: Arc<dyn Store>, accounts: &[String]) -> BatchResult<Self> {
+        let batch = Self {
+            store,
+            write: Mutex::new(()),
+            attention: Mutex::new(HashSet::new()),
+        };
+        for account in accounts {
+            batch.recover(account)?;
+        }
+        Ok(batch)
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, ()> {
+        self.write.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn attend(&self, account: &str, kind: Kind, key: &str) {
+        self.attention
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((account.to_owned(), kind, key.to_owned()));
+    }
+
+    pub(crate) fn load<T: DeserializeOwned>(
+        &self,
+        scope: &Scope,
+        id: &str,
+    ) -> BatchResult<Option<T>> {
+        self.store
+            .get(scope, &id_key(id))?
+            .map(|r| decode(&r))
+            .transpose()
+    }
+
+    /// Scans `scope` from `request.after`, mapping each entity through `keep` until
+    /// `request.limit` are kept. The next page starts after the last key looked at.
+    pub(crate) fn scan<T: DeserializeOwned, R>(
+        &self,
+        scope: &Scope,
+        request: &PageRequest,
+        mut keep: impl FnMut(T) -> BatchResult<Option<R>>,
+    ) -> BatchResult<Page<R>> {
+        let limit = request.limit.max(1);
+        let mut items = Vec::new();
+        let mut after = request.after.clone();
+        loop {
+            let batch =
+                self.store
+                    .list(scope, after.as_deref(), request.state.as_deref(), limit)?;
+            let exhausted = batch.len() < limit;
+            for record in batch {
+                after = Some(record.key.clone());
+                if let Some(item) = keep(decode(&record)?)? {
+                    items.push(item);
+                    if items.len() == limit {
+                        // More may follow unless this was the scope's last record.
+                        let more = !self
+                            .store
+                            .list(scope, after.as_deref(), request.state.as_deref(), 1)?
+                            .is_empty();
+                        return Ok(Page {
+                            items,
+                            next: if more { after } else { None },
+                        });
+                    }
+                }
+            }
+            if exhausted {
+                return Ok(Page { items, next: None });
+            }
+        }
+    }
+
+    pub(crate) fn apply(&self, writes: &[Write]) -> BatchResult<()> {
+        Ok(self.store.apply(writes)?)
+    }
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(record: &Record) -> BatchResult<T> {
+    serde_json::from_str(&record.body).map_err(|e| {
+        tracing::error!(error = %e, key = record.key, "stored entity does not decode");
+        BatchError::new(ErrorCode::InternalError)
+    })
+}
+
+pub(crate) fn encode<T: Serialize>(
+    id: &str,
+    state: &str,
+    result: &str,
+    entity: &T,
+) -> BatchResult<Record> {
+    let body = serde_json::to_string(entity).map_err(|e| {
+        tracing::error!(error = %e, "entity does not encode");
+        BatchError::new(ErrorCode::InternalError)
+    })?;
+    Ok(Record {
+        key: id_key(id),
+        state: state.to_owned(),
+        result: result.to_owned(),
+        body,
+    })
+}
+
+/// A new ETag and modification time.
+pub(crate) fn touch(previous_etag: Option<&str>) -> (String, Timestamp) {
+    let now = Timestamp::now();
+    (etag_after(previous_etag, now), now)
+}
+
+/// Which page of a list to return.
+#[derive(Clone, Debug, Default)]
+pub struct PageRequest {
+    /// Start after this key (the previous page's `next`).
+    pub after: Option<String>,
+    /// Page size (1..=1000).
+    pub limit: usize,
+    /// Only entities in this state (an index the store can use).
+    pub state: Option<String>,
+}
+
+/// A page of a list.
+#[derive(Clone, Debug)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Where the next page starts, if there may be one.
+    pub next: Option<String>,
+}
+
+/// The HTTP conditional headers of a request, checked against an entity's ETag and
+/// Last-Modified.
+#[derive(Clone, Debug, Default)]
+pub struct Conditions {
+    /// `If-Match`: the ETag must be one of these (or `*`).
+    pub if_match: Option<String>,
+    /// `If-None-Match`: the ETag must not be one of these (`*`: must not exist).
+    pub if_none_match: Option<String>,
+    /// `If-Modified-Since`.
+    pub if_modified_since: Option<DateTime<Utc>>,
+    /// `If-Unmodified-Since`.
+    pub if_unmodified_since: Option<DateTime<Utc>>,
+}
+
+fn etag_listed(list: &str, etag: &str) -> bool {
+    list.split(',')
+        .map(|e| e.trim().trim_start_matches("W/").trim_matches('"'))
+        .any(|e| e == "*" || e == etag)
+}
+
+impl Conditions {
+    /// Whether no condition is set.
+    pub fn is_empty(&self) -> bool {
+        self.if_match.is_none()
+            && self.if_none_match.is_none()
+            && self.if_modified_since.is_none()
+            && self.if_unmodified_since.is_none()
+    }
+
+    /// Checks the conditions; `read` selects 304 (GET/HEAD) over 412 for the "not modified"
+    /// outcomes.
+    pub fn check(&self, etag: &str, last_modified: Timestamp, read: bool) -> BatchResult<()> {
+        let modified_secs = last_modified.0.timestamp();
+        let failed = BatchError::new(ErrorCode::ConditionNotMet);
+        let not_modified = || {
+            if read {
+                BatchError::new(ErrorCode::NotModified)
+            } else {
+                BatchError::new(ErrorCode::ConditionNotMet)
+            }
+        };
+        if let Some(list) = &self.if_match
+            && !etag_listed(list, etag)
+        {
+            return Err(failed);
+        }
+        if let Some(list) = &self.if_none_match
+            && etag_listed(list, etag)
+        {
+            return Err(not_modified());
+        }
+        if let Some(t) = self.if_unmodified_since
+            && modified_secs > t.timestamp()
+        {
+            return Err(failed);
+        }
+        if let Some(t) = self.if_modified_since
+            && modified_secs <= t.timestamp()
+        {
+            return Err(not_modified());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditions() {
+        let now = Timestamp::now();
+        let etag = "0x8D1";
+        let c = |m: Option<&str>, n: Option<&str>| Conditions {
+            if_match: m.map(str::to_owned),
+            if_none_match: n.map(str::to_owned),
+            ..Conditions::default()
+        };
+        assert!(c(Some("0x8D1"), None).check(etag, now, false).is_ok());
+        assert!(c(Some("\"0x8D1\""), None).check(etag, now, false).is_ok());
+        assert!(c(Some("*"), None).check(etag, now, false).is_ok());
+        let e = c(Some("0x8D2"), None).check(etag, now, false).unwrap_err();
+        assert_eq!(e.code, ErrorCode::ConditionNotMet);
+        let e = c(None, Some("0x8D1")).check(etag, now, true).unwrap_err();
+        assert_eq!(e.code, ErrorCode::NotModified);
+        let e = c(None, Some("0x8D1")).check(etag, now, false).unwrap_err();
+        assert_eq!(e.code, ErrorCode::ConditionNotMet);
+        let since = Conditions {
+            if_modified_since: Some(now.0 + chrono::Duration::seconds(5)),
+            ..Conditions::default()
+        };
+        assert_eq!(
+            since.check(etag, now, true).unwrap_err().code,
+            ErrorCode::NotModified
+        );
+        let unmod = Conditions {
+            if_unmodified_since: Some(now.0 - chrono::Duration::seconds(5)),
+            ..Conditions::default()
+        };
+        assert_eq!(
+            unmod.check(etag, now, false).unwrap_err().code,
+            ErrorCode::ConditionNotMet
+        );
+    }
+}

@@ -1,0 +1,251 @@
+//! The SQLite backend: WAL with `synchronous=FULL` (a committed transaction survives a crash),
+//! one writer connection and a small pool of readers.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::{Record, Scope, StateCount, Store, StoreError, StoreResult, Write};
+
+const MIGRATIONS: &[&str] = &[
+    // 1: records.
+    r#"
+    CREATE TABLE records(
+        account TEXT NOT NULL,
+        kind INTEGER NOT NULL,
+        parent TEXT NOT NULL,
+        key TEXT NOT NULL,
+        state TEXT NOT NULL,
+        result TEXT NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY(account, kind, parent, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX records_by_state ON records(account, kind, parent, state, key);
+    "#,
+];
+
+const READERS: usize = 4;
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Database(e.to_string())
+    }
+}
+
+/// The SQLite store, in one file.
+#[derive(Debug)]
+pub struct SqliteStore {
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+}
+
+fn open_connection(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating) the database at `path`.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        let mut writer = open_connection(path)?;
+        migrate(&mut writer)?;
+        let readers = (0..READERS)
+            .map(|_| open_connection(path).map(Mutex::new))
+            .collect::<StoreResult<_>>()?;
+        Ok(Self {
+            writer: Mutex::new(writer),
+            readers,
+        })
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        for r in &self.readers {
+            if let Ok(guard) = r.try_lock() {
+                return guard;
+            }
+        }
+        // All busy: wait for one, spreading the waiters by thread.
+        let n = std::hash::BuildHasher::hash_one(
+            &std::collections::hash_map::RandomState::new(),
+            std::thread::current().id(),
+        );
+        let i = usize::try_from(n % self.readers.len() as u64).unwrap_or(0);
+        lock(&self.readers[i])
+    }
+}
+
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let known = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    if version > known {
+        return Err(StoreError::TooNew(version));
+    }
+    let tx = conn.transaction()?;
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(version).unwrap_or(0))
+    {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+    Ok(Record {
+        key: row.get(0)?,
+        state: row.get(1)?,
+        result: row.get(2)?,
+        body: row.get(3)?,
+    })
+}
+
+impl Store for SqliteStore {
+    fn get(&self, scope: &Scope, key: &str) -> StoreResult<Option<Record>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT key, state, result, body FROM records
+             WHERE account = ?1 AND kind = ?2 AND parent = ?3 AND key = ?4",
+        )?;
+        Ok(stmt
+            .query_row(
+                params![scope.account, scope.kind.code(), scope.parent, key],
+                record,
+            )
+            .optional()?)
+    }
+
+    fn list(
+        &self,
+        scope: &Scope,
+        after: Option<&str>,
+        state: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<Record>> {
+        let conn = self.reader();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let after = after.unwrap_or("");
+        let base = (
+            scope.account.as_str(),
+            scope.kind.code(),
+            scope.parent.as_str(),
+        );
+        let rows = match state {
+            Some(state) => {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT key, state, result, body FROM records
+                     WHERE account = ?1 AND kind = ?2 AND parent = ?3 AND state = ?4 AND key > ?5
+                     ORDER BY key LIMIT ?6",
+                )?;
+                stmt.query_map(params![base.0, base.1, base.2, state, after, limit], record)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?
+            }
+            None => {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT key, state, result, body FROM records
+                     WHERE account = ?1 AND kind = ?2 AND parent = ?3 AND key > ?4
+                     ORDER BY key LIMIT ?5",
+                )?;
+                stmt.query_map(params![base.0, base.1, base.2, after, limit], record)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?
+            }
+        };
+        Ok(rows)
+    }
+
+    fn count(&self, scope: &Scope) -> StoreResult<Vec<StateCount>> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT state, result, COUNT(*) FROM records
+             WHERE account = ?1 AND kind = ?2 AND parent = ?3 GROUP BY state, result",
+        )?;
+        let rows = stmt
+            .query_map(
+                params![scope.account, scope.kind.code(), scope.parent],
+                |row| {
+                    Ok(StateCount {
+                        state: row.get(0)?,
+                        result: row.get(1)?,
+                        count: u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0),
+                    })
+                },
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    fn apply(&self, writes: &[Write]) -> StoreResult<()> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction()?;
+        for w in writes {
+            match w {
+                Write::Put(s, r) => {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO records(account, kind, parent, key, state, result, body)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )?
+                    .execute(params![s.account, s.kind.code(), s.parent, r.key, r.state, r.result, r.body])?;
+                }
+                Write::Delete(s, key) => {
+                    tx.prepare_cached(
+                        "DELETE FROM records WHERE account = ?1 AND kind = ?2 AND parent = ?3 AND key = ?4",
+                    )?
+                    .execute(params![s.account, s.kind.code(), s.parent, key])?;
+                }
+                Write::DeleteAll(s) => {
+                    tx.prepare_cached(
+                        "DELETE FROM records WHERE account = ?1 AND kind = ?2 AND parent = ?3",
+                    )?
+                    .execute(params![s.account, s.kind.code(), s.parent])?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("batch.db")).unwrap();
+        crate::conformance::run(&store);
+    }
+
+    #[test]
+    fn state_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("batch.db");
+        let scope = Scope::top("acct", crate::Kind::Pool);
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            store
+                .apply(&[Write::Put(
+                    scope.clone(),
+                    Record {
+                        key: "p".into(),
+                        state: "active".into(),
+                        result: String::new(),
+                        body: "{}".into(),
+                    },
+                )])
+                .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert!(store.get(&scope, "p").unwrap().is_some());
+    }
+}
