@@ -37,15 +37,6 @@ pub struct JobUpdate {
     pub metadata: Option<Vec<MetadataItem>>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct JobAdd {
-    #[serde(default)]
-    id: String,
-    #[serde(flatten)]
-    spec: JobSpec,
-}
-
 impl Batch {
     pub(crate) fn save_job(&self, account: &str, job: &Job) -> BatchResult<Write> {
         Ok(Write::Put(
@@ -65,14 +56,19 @@ impl Batch {
 
     /// Adds a job (current schema).
     pub fn add_job(&self, account: &str, body: Value) -> BatchResult<Job> {
-        let add: JobAdd = validate::parse(body)?;
-        validate::id("id", &add.id)?;
+        let mut body = body;
+        let id = match body.as_object_mut().and_then(|o| o.remove("id")) {
+            None => String::new(),
+            Some(Value::String(id)) => id,
+            Some(other) => return Err(validate::invalid("id", other, "The id must be a string.")),
+        };
+        let spec: JobSpec = validate::parse(body)?;
+        validate::id("id", &id)?;
         let _guard = self.lock();
-        if self.load::<Job>(&scope(account), &add.id)?.is_some() {
+        if self.load::<Job>(&scope(account), &id)?.is_some() {
             return Err(ErrorCode::JobExists.into());
         }
-        let job = self.insert_job(account, add.id, add.spec)?;
-        Ok(job)
+        self.insert_job(account, id, spec)
     }
 
     /// Validates and stores a new job; the caller holds the write lock and checked the id.

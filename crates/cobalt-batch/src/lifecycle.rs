@@ -97,11 +97,10 @@ impl Batch {
         if !settle {
             return Ok(false);
         }
-        let (e_tag, now) = touch(Some(&pool.e_tag));
+        // A pool's lastModified and ETag follow pool-level data (targets, settings), not the
+        // service's allocation progress.
         pool.allocation_state = AllocationState::Steady;
-        pool.allocation_state_transition_time = now;
-        pool.e_tag = e_tag;
-        pool.last_modified = now;
+        pool.allocation_state_transition_time = Timestamp::now();
         let write = Write::Put(
             Scope::top(account, Kind::Pool),
             crate::service::encode(&pool.spec.id, "active", "", &pool)?,

@@ -18,6 +18,9 @@ pub(crate) fn parse<T: DeserializeOwned>(body: Value) -> BatchResult<T> {
     serde_path_to_error::deserialize(body).map_err(|e| {
         let path = e.path().to_string();
         let reason = e.into_inner().to_string();
+        if path.is_empty() || path == "." {
+            return BatchError::new(ErrorCode::InvalidRequestBody).with_value("Reason", reason);
+        }
         BatchError::new(ErrorCode::InvalidPropertyValue)
             .with_value("PropertyName", path.replace('.', "/"))
             .with_value("Reason", reason)
