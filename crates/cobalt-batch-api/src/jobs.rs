@@ -10,7 +10,7 @@ use crate::error::{BatchResult, ErrorCode};
 use crate::odata::ListKind;
 use crate::service::{
     BatchService, ListQuery, Req, entity, entity_headers, list_response, respond, static_page,
-    to_json,
+    to_json, wants_stats, with_stats,
 };
 use crate::version::ApiVersion;
 
@@ -18,8 +18,13 @@ pub(crate) fn url(req: &Req, id: &str) -> String {
     req.url(&format!("/jobs/{id}"))
 }
 
-fn job_json(req: &Req, job: &Job) -> BatchResult<Value> {
-    to_json(job, &url(req, &job.id))
+fn job_json(svc: &BatchService, req: &Req, job: &Job, stats: bool) -> BatchResult<Value> {
+    let url = url(req, &job.id);
+    let mut v = to_json(job, &url)?;
+    if stats {
+        with_stats(&mut v, &svc.batch.job_stats(&req.account, job)?, &url)?;
+    }
+    Ok(v)
 }
 
 /// `POST /jobs`.
@@ -38,7 +43,7 @@ pub(crate) fn get_job(svc: &BatchService, req: &Req, id: &str) -> BatchResult<Re
     let job = svc.batch.get_job(&req.account, id, &req.cond)?;
     entity(
         req,
-        job_json(req, &job)?,
+        job_json(svc, req, &job, wants_stats(req)?)?,
         &job.e_tag,
         job.last_modified,
         &url(req, &job.id),
@@ -71,7 +76,7 @@ pub(crate) fn list_jobs(
         {
             return Ok(None);
         }
-        Ok(q.keep(job_json(req, &job)?))
+        Ok(q.keep(job_json(svc, req, &job, q.stats)?))
     })?;
     list_response(req, "jobs", page)
 }

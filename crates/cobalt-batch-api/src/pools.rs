@@ -9,14 +9,20 @@ use crate::error::{BatchError, BatchResult, ErrorCode};
 use crate::odata::ListKind;
 use crate::service::{
     BatchService, ListQuery, Req, entity, entity_headers, list_response, respond, to_json,
+    wants_stats, with_stats,
 };
 
 fn url(req: &Req, id: &str) -> String {
     req.url(&format!("/pools/{id}"))
 }
 
-fn pool_json(req: &Req, pool: &Pool) -> BatchResult<Value> {
-    to_json(pool, &url(req, &pool.spec.id))
+fn pool_json(svc: &BatchService, req: &Req, pool: &Pool, stats: bool) -> BatchResult<Value> {
+    let url = url(req, &pool.spec.id);
+    let mut v = to_json(pool, &url)?;
+    if stats {
+        with_stats(&mut v, &svc.batch.pool_stats(pool), &url)?;
+    }
+    Ok(v)
 }
 
 /// Certificate references are refused since the feature's retirement.
@@ -50,7 +56,7 @@ pub(crate) fn add_pool(svc: &BatchService, req: &Req) -> BatchResult<Response> {
 /// `GET` and `HEAD /pools/{id}`.
 pub(crate) fn get_pool(svc: &BatchService, req: &Req, id: &str) -> BatchResult<Response> {
     let pool = svc.batch.get_pool(&req.account, id, &req.cond)?;
-    let value = pool_json(req, &pool)?;
+    let value = pool_json(svc, req, &pool, wants_stats(req)?)?;
     entity(
         req,
         value,
@@ -64,7 +70,7 @@ pub(crate) fn get_pool(svc: &BatchService, req: &Req, id: &str) -> BatchResult<R
 pub(crate) fn list_pools(svc: &BatchService, req: &Req) -> BatchResult<Response> {
     let q = ListQuery::parse(req, ListKind::Pools)?;
     let page = svc.batch.list_pools(&req.account, &q.page, |pool| {
-        Ok(q.keep(pool_json(req, &pool)?))
+        Ok(q.keep(pool_json(svc, req, &pool, q.stats)?))
     })?;
     list_response(req, "pools", page)
 }

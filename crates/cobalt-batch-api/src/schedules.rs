@@ -11,14 +11,28 @@ use crate::jobs;
 use crate::odata::ListKind;
 use crate::service::{
     BatchService, ListQuery, Req, entity, entity_headers, list_response, respond, to_json,
+    wants_stats, with_stats,
 };
 
 fn url(req: &Req, id: &str) -> String {
     req.url(&format!("/jobschedules/{id}"))
 }
 
-fn schedule_json(req: &Req, s: &JobSchedule) -> BatchResult<Value> {
-    let mut v = to_json(s, &url(req, &s.id))?;
+fn schedule_json(
+    svc: &BatchService,
+    req: &Req,
+    s: &JobSchedule,
+    stats: bool,
+) -> BatchResult<Value> {
+    let url = url(req, &s.id);
+    let mut v = to_json(s, &url)?;
+    if stats {
+        with_stats(
+            &mut v,
+            &svc.batch.job_schedule_stats(&req.account, &s.id)?,
+            &url,
+        )?;
+    }
     if let Some(recent) = v.pointer_mut("/executionInfo/recentJob")
         && let Some(id) = recent.get("id").and_then(Value::as_str).map(str::to_owned)
     {
@@ -43,7 +57,7 @@ pub(crate) fn get_job_schedule(svc: &BatchService, req: &Req, id: &str) -> Batch
     let s = svc.batch.get_job_schedule(&req.account, id, &req.cond)?;
     entity(
         req,
-        schedule_json(req, &s)?,
+        schedule_json(svc, req, &s, wants_stats(req)?)?,
         &s.e_tag,
         s.last_modified,
         &url(req, &s.id),
@@ -54,7 +68,7 @@ pub(crate) fn get_job_schedule(svc: &BatchService, req: &Req, id: &str) -> Batch
 pub(crate) fn list_job_schedules(svc: &BatchService, req: &Req) -> BatchResult<Response> {
     let q = ListQuery::parse(req, ListKind::JobSchedules)?;
     let page = svc.batch.list_job_schedules(&req.account, &q.page, |s| {
-        Ok(q.keep(schedule_json(req, &s)?))
+        Ok(q.keep(schedule_json(svc, req, &s, q.stats)?))
     })?;
     list_response(req, "jobschedules", page)
 }

@@ -316,14 +316,32 @@ pub(crate) fn entity(
     if req.method == Method::HEAD {
         return respond(StatusCode::OK, &headers, None);
     }
-    if let Some(kind) = req.query("$expand") {
-        parse_expand(kind).map_err(odata_error)?;
-    }
     dto::outbound(req.version, &mut value);
     if let Some(select) = req.query("$select") {
         value = Select::parse(select).map_err(odata_error)?.apply(value);
     }
     respond(StatusCode::OK, &headers, Some(&value))
+}
+
+/// Whether the request asks for `stats`: `$expand=stats`, or `stats` in `$select`.
+pub(crate) fn wants_stats(req: &Req) -> BatchResult<bool> {
+    let expand = match req.query("$expand") {
+        Some(e) => parse_expand(e).map_err(odata_error)?,
+        None => false,
+    };
+    let selected = match req.query("$select") {
+        Some(s) => Select::parse(s).map_err(odata_error)?.includes("stats"),
+        None => false,
+    };
+    Ok(expand || selected)
+}
+
+/// Sets `value["stats"]` to `stats` with its `url`.
+pub(crate) fn with_stats<T: Serialize>(value: &mut Value, stats: &T, url: &str) -> BatchResult<()> {
+    let mut s = serde_json::to_value(stats).map_err(internal)?;
+    s["url"] = Value::String(format!("{url}/stats"));
+    value["stats"] = s;
+    Ok(())
 }
 
 pub(crate) fn odata_error(e: ODataError) -> BatchError {
@@ -341,6 +359,8 @@ pub(crate) fn odata_error(e: ODataError) -> BatchError {
 /// The query options of a list: page, `$filter`, `$select`, `$expand`.
 pub(crate) struct ListQuery {
     pub page: PageRequest,
+    /// Whether `stats` are wanted (`$expand=stats`, or `stats` in `$select`).
+    pub stats: bool,
     pub filter: Option<Filter>,
     pub select: Option<Select>,
     pub version: ApiVersion,
@@ -373,9 +393,7 @@ impl ListQuery {
             .map(Select::parse)
             .transpose()
             .map_err(odata_error)?;
-        if let Some(e) = req.query("$expand") {
-            parse_expand(e).map_err(odata_error)?;
-        }
+        let stats = wants_stats(req)?;
         let state = filter
             .as_ref()
             .and_then(|f| f.required_eq("state"))
@@ -386,6 +404,7 @@ impl ListQuery {
                 limit,
                 state,
             },
+            stats,
             filter,
             select,
             version: req.version,

@@ -10,6 +10,7 @@ use crate::error::{BatchResult, ErrorCode};
 use crate::odata::ListKind;
 use crate::service::{
     BatchService, ListQuery, Req, entity, entity_headers, list_response, respond, to_json,
+    wants_stats, with_stats,
 };
 
 /// Largest add-collection body.
@@ -19,8 +20,19 @@ fn url(req: &Req, job: &str, task: &str) -> String {
     req.url(&format!("/jobs/{job}/tasks/{task}"))
 }
 
-fn task_json(req: &Req, job: &str, task: &Task) -> BatchResult<Value> {
-    to_json(task, &url(req, job, &task.spec.id))
+fn task_json(
+    svc: &BatchService,
+    req: &Req,
+    job: &str,
+    task: &Task,
+    stats: bool,
+) -> BatchResult<Value> {
+    let url = url(req, job, &task.spec.id);
+    let mut v = to_json(task, &url)?;
+    if stats && let Some(s) = svc.batch.task_stats(task) {
+        with_stats(&mut v, &s, &url)?;
+    }
+    Ok(v)
 }
 
 /// `POST /jobs/{job}/tasks`.
@@ -93,7 +105,7 @@ pub(crate) fn get_task(
     let t = svc.batch.get_task(&req.account, job, task, &req.cond)?;
     entity(
         req,
-        task_json(req, job, &t)?,
+        task_json(svc, req, job, &t, wants_stats(req)?)?,
         &t.e_tag,
         t.last_modified,
         &url(req, job, &t.spec.id),
@@ -104,7 +116,7 @@ pub(crate) fn get_task(
 pub(crate) fn list_tasks(svc: &BatchService, req: &Req, job: &str) -> BatchResult<Response> {
     let q = ListQuery::parse(req, ListKind::Tasks)?;
     let page = svc.batch.list_tasks(&req.account, job, &q.page, |t| {
-        Ok(q.keep(task_json(req, job, &t)?))
+        Ok(q.keep(task_json(svc, req, job, &t, q.stats)?))
     })?;
     list_response(req, "tasks", page)
 }

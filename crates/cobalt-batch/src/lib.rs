@@ -16,6 +16,7 @@ mod nodes;
 mod pools;
 mod schedules;
 mod service;
+mod stats;
 mod tasks;
 mod validate;
 
@@ -25,4 +26,5 @@ pub use jobs::JobUpdate;
 pub use pools::{PoolPatch, PoolResize};
 pub use schedules::JobScheduleUpdate;
 pub use service::{Batch, Conditions, Page, PageRequest};
+pub use stats::{PoolStats, UsageStats};
 pub use tasks::{TaskAddOutcome, TaskCounts};

@@ -708,3 +708,75 @@ async fn a_job_schedule_creates_its_job_on_time() {
     assert!(gone, "deleting a schedule deletes its jobs");
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_are_expanded_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_in(dir.path()).await;
+    let job = json!({"id": "st", "poolInfo": {"poolId": "p"}});
+    call(
+        &server,
+        Method::POST,
+        &format!("/jobs?{V}"),
+        Some(&job),
+        &[],
+    )
+    .await;
+    add_tasks(
+        &server,
+        "st",
+        ["a", "b", "c"].into_iter().map(str::to_owned),
+    )
+    .await;
+    call(
+        &server,
+        Method::POST,
+        &format!("/jobs/st/tasks/a/terminate?{V}"),
+        None,
+        &[],
+    )
+    .await;
+    let plain = call(&server, Method::GET, &format!("/jobs/st?{V}"), None, &[]).await;
+    assert!(plain.body.get("stats").is_none());
+    let r = call(
+        &server,
+        Method::GET,
+        &format!("/jobs/st?{V}&$expand=stats"),
+        None,
+        &[],
+    )
+    .await;
+    let stats = &r.body["stats"];
+    assert_eq!(
+        (
+            stats["numSucceededTasks"].as_u64(),
+            stats["numFailedTasks"].as_u64()
+        ),
+        (Some(0), Some(1))
+    );
+    assert_eq!(stats["numTaskRetries"], 0);
+    assert_eq!(stats["wallClockTime"], "PT0S", "no task has run");
+    assert!(stats["url"].as_str().unwrap().ends_with("/jobs/st/stats"));
+    let r = call(
+        &server,
+        Method::GET,
+        &format!("/jobs?{V}&$select=id,stats"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(
+        r.body["value"][0]["stats"]["numFailedTasks"], 1,
+        "selecting stats computes them"
+    );
+    let r = call(
+        &server,
+        Method::GET,
+        &format!("/jobs?{V}&$expand=tasks"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(r.body["code"], "InvalidQueryParameterValue");
+    server.shutdown().await;
+}

@@ -94,6 +94,36 @@ impl IsoDuration {
         }
     }
 
+    /// `value` in the service's canonical spelling, e.g. `PT1M30.5S`, `P2DT3H`.
+    pub fn from_std(value: Duration) -> Self {
+        let total = value.as_secs();
+        let (days, hours, minutes) = (total / 86_400, total % 86_400 / 3600, total % 3600 / 60);
+        let seconds = total % 60;
+        let fraction = value.subsec_nanos() / 100;
+        let mut text = String::from("P");
+        if days > 0 {
+            text.push_str(&format!("{days}D"));
+        }
+        let mut time = String::new();
+        if hours > 0 {
+            time.push_str(&format!("{hours}H"));
+        }
+        if minutes > 0 {
+            time.push_str(&format!("{minutes}M"));
+        }
+        if fraction > 0 {
+            let f = format!("{fraction:07}");
+            time.push_str(&format!("{seconds}.{}S", f.trim_end_matches('0')));
+        } else if seconds > 0 || (days == 0 && time.is_empty()) {
+            time.push_str(&format!("{seconds}S"));
+        }
+        if !time.is_empty() {
+            text.push('T');
+            text.push_str(&time);
+        }
+        Self { text, value }
+    }
+
     /// The length.
     pub fn value(&self) -> Duration {
         self.value
@@ -194,6 +224,19 @@ mod tests {
             IsoDuration::parse(UNLIMITED).map(|d| d.value().as_secs()),
             Some(IsoDuration::unlimited().value().as_secs())
         );
+    }
+
+    #[test]
+    fn canonical_spelling() {
+        let check = |secs: f64, text: &str| {
+            let d = IsoDuration::from_std(Duration::from_secs_f64(secs));
+            assert_eq!(d.as_str(), text);
+            assert_eq!(IsoDuration::parse(text).map(|p| p.value()), Some(d.value()));
+        };
+        check(0.0, "PT0S");
+        check(90.5, "PT1M30.5S");
+        check(2.0 * 86_400.0 + 3.0 * 3600.0, "P2DT3H");
+        check(86_400.0, "P1D");
     }
 
     #[test]
