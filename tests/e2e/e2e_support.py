@@ -62,6 +62,21 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def wait_for(probe, timeout: float = 10.0, interval: float = 0.1, what: str = "condition"):
+    """Call probe() until it returns something truthy; return that value. Raises
+    AssertionError with the last value seen once `timeout` seconds have passed (used for
+    the Batch service's own transitions: deleting -> gone, disabling -> disabled, ...)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        last = probe()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not reached within {timeout}s (last: {last!r})")
+        time.sleep(interval)
+
+
 class CobaltServer:
     """One Cobalt process on a data directory that outlives the process.
 
