@@ -28,3 +28,6 @@ pub use schedules::JobScheduleUpdate;
 pub use service::{Batch, Conditions, Page, PageRequest};
 pub use stats::{PoolStats, UsageStats};
 pub use tasks::{TaskAddOutcome, TaskCounts};
+
+#[cfg(test)]
+mod tests;
