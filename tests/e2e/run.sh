@@ -3,9 +3,10 @@
 #   .venv/blob-v12 -> tests/e2e/test_blob_v12.py    (azure-storage-blob 12.31.1)
 #   .venv/legacy   -> tests/e2e/test_blob_legacy.py (azure-storage 0.36.0, Batch tutorial)
 #   tests/e2e/js   -> node --test                   (@azure/storage-blob; own server only)
-#   .venv/batch-4  -> tests/e2e/test_batch_account_v4.py (azure-batch 4.0.0, Batch tutorial)
-#   .venv/batch-14 -> tests/e2e/test_batch_account.py    (azure-batch 14.2.0)
-#   .venv/batch-15 -> tests/e2e/test_batch_account_v15.py (azure-batch 15.1.0)
+#   .venv/batch-4  -> tests/e2e/test_batch_account_v4.py, test_batch_control_v4.py
+#                     (azure-batch 4.0.0, Batch tutorial)
+#   .venv/batch-14 -> tests/e2e/test_batch_account.py, test_batch_control_v14.py (azure-batch 14.2.0)
+#   .venv/batch-15 -> tests/e2e/test_batch_account_v15.py, test_batch_control_v15.py (azure-batch 15.1.0)
 # The Batch suites need our own binary (they run only when COBALT_BLOB_ENDPOINT is unset).
 #
 # Environment (passed through to pytest):
@@ -59,10 +60,16 @@ if [ -z "${COBALT_BLOB_ENDPOINT:-}" ]; then
 
     echo "=== batch e2e: azure-batch 4.0.0 (tutorial) ==="
     run_pytest batch-4 test_batch_account_v4.py "$@"
+    echo "=== batch e2e: azure-batch 4.0.0 (pools, jobs, schedules, tasks) ==="
+    run_pytest batch-4 test_batch_control_v4.py "$@"
     echo "=== batch e2e: azure-batch 14.2.0 ==="
     run_pytest batch-14 test_batch_account.py "$@"
+    echo "=== batch e2e: azure-batch 14.2.0 (pools, jobs, schedules, tasks) ==="
+    run_pytest batch-14 test_batch_control_v14.py "$@"
     echo "=== batch e2e: azure-batch 15.1.0 ==="
     run_pytest batch-15 test_batch_account_v15.py "$@"
+    echo "=== batch e2e: azure-batch 15.1.0 (pools, jobs, schedules, tasks, LROs) ==="
+    run_pytest batch-15 test_batch_control_v15.py "$@"
 fi
 
 if [ "$status" -ne 0 ]; then

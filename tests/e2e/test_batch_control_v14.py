@@ -14,6 +14,9 @@ Every test uses its own uuid-suffixed ids: the server is shared by the whole ses
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
+import time
 import uuid
 
 import pytest
@@ -94,6 +97,14 @@ def job_id(client, pool_id) -> str:
         pass
 
 
+def wait_steady(client, pid: str, timeout: float = 10) -> bm.CloudPool:
+    """A new pool starts `resizing` (azure-batch-model.md 2.3: steady -> resizing on
+    create); with nothing to allocate it settles at `steady`."""
+    return wait_for(lambda: (lambda p: p if p.allocation_state == bm.AllocationState.steady
+                             else None)(client.pool.get(pid)), timeout,
+                    what=f"pool {pid} steady")
+
+
 def wait_pool_gone(client, pid: str, timeout: float = 10):
     wait_for(lambda: not client.pool.exists(pid), timeout, what=f"pool {pid} deleted")
 
@@ -141,15 +152,17 @@ def test_pool_add_get_list_exists_delete(client):
     assert raw.response.headers.get("DataServiceId", "").endswith(f"/pools/{pid}")
 
     p = client.pool.get(pid)
+    assert p.allocation_state in (bm.AllocationState.resizing, bm.AllocationState.steady)
+    p = wait_steady(client, pid)   # target 0: nothing to allocate
     assert p.id == pid and p.display_name == "first pool"
     assert p.vm_size == VM_SIZE
     assert p.state == bm.PoolState.active
-    assert p.allocation_state == bm.AllocationState.steady   # target 0: nothing to allocate
     assert p.target_dedicated_nodes == 0 and p.current_dedicated_nodes == 0
     assert p.virtual_machine_configuration.node_agent_sku_id == "batch.node.ubuntu 22.04"
     assert p.virtual_machine_configuration.image_reference.offer == "0001-com-ubuntu-server-jammy"
     assert metadata(p) == {"k": "v"}
     assert p.e_tag and p.e_tag == raw.response.headers["ETag"]
+    assert re.fullmatch(r"0x[0-9A-F]{15,16}", p.e_tag), p.e_tag   # unquoted, as Azure sends
     assert p.url.endswith(f"/pools/{pid}")
     assert isinstance(p.creation_time, dt.datetime) and isinstance(p.last_modified, dt.datetime)
     assert p.task_slots_per_node == 1
@@ -178,6 +191,7 @@ def test_pool_with_target_nodes_stays_resizing_and_has_no_nodes(client):
 
 
 def test_pool_add_twice_is_409_pool_exists(client, pool_id):
+    """Adding a pool whose id exists -> 409 PoolExists (batch-rest.md section 8)."""
     expect_batch_error(lambda: client.pool.add(pool_param(pool_id)), 409, "PoolExists")
 
 
@@ -188,6 +202,8 @@ def test_pool_ids_are_case_insensitive(client, pool_id):
 
 
 def test_missing_pool_is_404_pool_not_found(client):
+    """get/delete/patch/resize of an unknown pool -> 404 PoolNotFound; exists -> False
+    (14.x turns the HEAD 404 into False, batch-rest.md section 5)."""
     missing = unique("v14nopool")
     expect_batch_error(lambda: client.pool.get(missing), 404, "PoolNotFound")
     expect_batch_error(lambda: client.pool.delete(missing), 404, "PoolNotFound")
@@ -203,7 +219,8 @@ def test_pool_add_with_invalid_id_is_400(client):
     with 400 InvalidPropertyValue and nothing is created."""
     e = expect_batch_error(lambda: client.pool.add(pool_param("bad id!")), 400,
                            "InvalidPropertyValue")
-    assert e.error.values is None or isinstance(e.error.values, list)
+    details = {v.key: v.value for v in (e.error.values or [])}
+    assert details.get("PropertyName") == "id", details   # as in batch-rest.md section 8
     expect_batch_error(lambda: client.pool.add(pool_param("x" * 65)), 400,
                        "InvalidPropertyValue")
 
@@ -222,6 +239,10 @@ def test_pool_patch_replaces_only_given_properties(client):
     assert metadata(p) == {"b": "2"}
     assert p.start_task is not None and p.start_task.command_line == "/bin/true"
     assert p.e_tag != etag0, "an update must change the ETag"
+    # The update response names the new version (ETag, Last-Modified) and the entity.
+    assert raw.response.headers.get("ETag") == p.e_tag, dict(raw.response.headers)
+    assert raw.response.headers.get("Last-Modified", "").endswith(" GMT")
+    assert raw.response.headers.get("DataServiceId", "").endswith(f"/pools/{pid}")
 
     client.pool.patch(pid, bm.PoolPatchParameter(start_task=bm.StartTask(command_line="/bin/echo hi")))
     p = client.pool.get(pid)
@@ -258,6 +279,7 @@ def test_pool_resize_and_stop_resize(client):
     to 0 settles at `steady` (swagger Pool_Resize / Pool_StopResize)."""
     pid = unique("v14p")
     client.pool.add(pool_param(pid, 0))
+    wait_steady(client, pid)
     raw = client.pool.resize(pid, bm.PoolResizeParameter(target_dedicated_nodes=2), raw=True)
     assert raw.response.status_code == 202
     p = client.pool.get(pid)
@@ -270,13 +292,10 @@ def test_pool_resize_and_stop_resize(client):
     assert raw.response.status_code == 202
     p = client.pool.get(pid)
     assert p.allocation_state in (bm.AllocationState.stopping, bm.AllocationState.steady)
-    wait_for(lambda: client.pool.get(pid).allocation_state == bm.AllocationState.steady,
-             what="pool steady after stopresize")
-    assert client.pool.get(pid).current_dedicated_nodes == 0
+    assert wait_steady(client, pid).current_dedicated_nodes == 0
 
     client.pool.resize(pid, bm.PoolResizeParameter(target_dedicated_nodes=0))
-    p = wait_for(lambda: (lambda x: x if x.allocation_state == bm.AllocationState.steady
-                          else None)(client.pool.get(pid)), what="pool steady at 0")
+    p = wait_steady(client, pid)
     assert p.target_dedicated_nodes == 0
     client.pool.delete(pid)
 
@@ -305,6 +324,7 @@ def test_pool_list_filter_and_select(client):
 
 
 def test_pool_invalid_filter_is_400(client):
+    """An unparsable $filter -> 400 InvalidQueryParameterValue."""
     expect_batch_error(lambda: list(client.pool.list(bm.PoolListOptions(
         filter="id eq"))), 400, ("InvalidQueryParameterValue", "InvalidInput"))
 
@@ -345,6 +365,14 @@ def test_pool_conditional_get_on_the_wire(client, cobalt_batch):
                       api_version=API_VERSION)
     assert r.status == 200, r
     assert r.headers.get("ETag") == etag
+    lm = r.headers.get("Last-Modified")
+    r = batch_request(cobalt_batch, "GET", f"/pools/{pid}", headers={"If-Modified-Since": lm},
+                      api_version=API_VERSION)
+    assert r.status == 304, r
+    r = batch_request(cobalt_batch, "GET", f"/pools/{pid}",
+                      headers={"If-Modified-Since": "Sat, 01 Jan 2000 00:00:00 GMT"},
+                      api_version=API_VERSION)
+    assert r.status == 200, r
     past = dt.datetime(2001, 1, 1, tzinfo=UTC)
     expect_batch_error(lambda: client.pool.patch(
         pid, bm.PoolPatchParameter(metadata=[]), bm.PoolPatchOptions(if_unmodified_since=past)),
@@ -353,6 +381,8 @@ def test_pool_conditional_get_on_the_wire(client, cobalt_batch):
 
 
 def test_wrong_key_on_pool_operations_is_403(cobalt_batch):
+    """A wrong account key on pool/job operations -> 403 AuthenticationFailed,
+    raised as BatchErrorException."""
     bad = make_client(cobalt_batch, key=WRONG_KEY)
     expect_batch_error(lambda: bad.pool.add(pool_param(unique("v14p"))), 403,
                        "AuthenticationFailed")
@@ -389,6 +419,8 @@ def test_job_add_get_list_delete(client, pool_id):
 
 
 def test_job_add_twice_is_409_and_missing_job_is_404(client, job_id, pool_id):
+    """Duplicate job id -> 409 JobExists; get/delete/terminate/list-tasks of an unknown
+    job -> 404 JobNotFound."""
     expect_batch_error(lambda: client.job.add(bm.JobAddParameter(
         id=job_id, pool_info=bm.PoolInformation(pool_id=pool_id))), 409, "JobExists")
     missing = unique("v14nojob")
@@ -431,17 +463,37 @@ def test_job_patch_keeps_and_update_replaces(client, pool_id):
     client.job.delete(jid)
 
 
-def test_job_disable_and_enable(client, job_id):
+@pytest.mark.parametrize("option", [bm.DisableJobOption.requeue, bm.DisableJobOption.terminate,
+                                    bm.DisableJobOption.wait])
+def test_job_disable_and_enable(client, job_id, option):
     """disable (202) -> disabling -> disabled, previousState active; enable (202) ->
-    enabling -> active (no running tasks to wait for)."""
-    raw = client.job.disable(job_id, bm.DisableJobOption.requeue, raw=True)
+    enabling -> active. disableTasks only acts on *running* tasks (swagger
+    DisableJobOption), so active tasks stay active, untouched, whatever the option."""
+    add_tasks(client, job_id, 2)
+    raw = client.job.disable(job_id, option, raw=True)
     assert raw.response.status_code == 202
     j = wait_job_state(client, job_id, bm.JobState.disabled)
     assert j.previous_state in (bm.JobState.active, bm.JobState.disabling)
+    tasks = list(client.task.list(job_id))
+    assert [t.state for t in tasks] == [bm.TaskState.active] * 2
+    assert all(t.execution_info.failure_info is None for t in tasks)
     raw = client.job.enable(job_id, raw=True)
     assert raw.response.status_code == 202
     j = wait_job_state(client, job_id, bm.JobState.active)
     assert j.previous_state in (bm.JobState.disabled, bm.JobState.enabling)
+
+
+def test_recreated_job_starts_empty(client, pool_id):
+    """Deleting a job deletes its tasks: a new job with the same id has none."""
+    jid = unique("v14j")
+    client.job.add(bm.JobAddParameter(id=jid, pool_info=bm.PoolInformation(pool_id=pool_id)))
+    add_tasks(client, jid, 3)
+    client.job.delete(jid)
+    wait_job_gone(client, jid)
+    client.job.add(bm.JobAddParameter(id=jid, pool_info=bm.PoolInformation(pool_id=pool_id)))
+    assert list(client.task.list(jid)) == []
+    assert client.job.get_task_counts(jid).task_counts.active == 0
+    expect_batch_error(lambda: client.task.get(jid, "t00000"), 404, "TaskNotFound")
 
 
 def test_job_terminate_completes_job_and_keeps_active_tasks(client, job_id):
@@ -457,9 +509,59 @@ def test_job_terminate_completes_job_and_keeps_active_tasks(client, job_id):
     assert {t.state for t in client.task.list(job_id)} == {bm.TaskState.active}
     expect_batch_error(lambda: client.task.add(job_id, bm.TaskAddParameter(
         id="late", command_line="/bin/true")), 409, "JobCompleted")
+    # "A completed job accepts no more tasks and no changes" (azure-batch-model.md 2.3);
+    # disabling is only possible from active/disabling/disabled (swagger Job_Disable).
+    expect_batch_error(lambda: client.job.patch(job_id, bm.JobPatchParameter(priority=1)),
+                       409, "JobCompleted")
+    expect_batch_error(lambda: client.job.disable(job_id, bm.DisableJobOption.requeue),
+                       409, ("JobCompleted", "JobNotActive", "OperationInvalidForCurrentState"))
+    expect_batch_error(lambda: client.job.terminate(job_id), 409, "JobCompleted")
+
+
+def test_job_on_all_tasks_complete_terminates_the_job(client, pool_id):
+    """onAllTasksComplete=terminatejob: once every task is completed (here: terminated by
+    the user) the job completes with terminateReason AllTasksComplete; an empty job with
+    terminatejob counts as all complete at once (azure-batch-model.md 2.4)."""
+    jid = unique("v14j")
+    client.job.add(bm.JobAddParameter(id=jid, pool_info=bm.PoolInformation(pool_id=pool_id)))
+    ids = add_tasks(client, jid, 2)
+    client.job.patch(jid, bm.JobPatchParameter(
+        on_all_tasks_complete=bm.OnAllTasksComplete.terminate_job))
+    assert client.job.get(jid).state == bm.JobState.active    # tasks still active
+    client.task.terminate(jid, ids[0])
+    assert client.job.get(jid).state == bm.JobState.active
+    client.task.terminate(jid, ids[1])
+    j = wait_job_state(client, jid, bm.JobState.completed)
+    assert j.execution_info.terminate_reason == "AllTasksComplete"
+
+    empty = unique("v14j")
+    client.job.add(bm.JobAddParameter(id=empty, pool_info=bm.PoolInformation(pool_id=pool_id),
+                                      on_all_tasks_complete=bm.OnAllTasksComplete.terminate_job))
+    j = wait_job_state(client, empty, bm.JobState.completed)
+    assert j.execution_info.terminate_reason == "AllTasksComplete"
+
+
+def test_job_list_pages(client, pool_id):
+    """maxresults=4 over 10 jobs: pages of 4, 4, 2 through odata.nextLink."""
+    prefix = "v14jp" + uuid.uuid4().hex[:8]
+    ids = [f"{prefix}-{i:02d}" for i in range(10)]
+    for jid in ids:
+        client.job.add(bm.JobAddParameter(id=jid, pool_info=bm.PoolInformation(pool_id=pool_id)))
+    paged = client.job.list(bm.JobListOptions(filter=f"startswith(id, '{prefix}')", max_results=4))
+    pages = []
+    while True:
+        try:
+            pages.append([j.id for j in paged.advance_page()])
+        except StopIteration:
+            break
+        assert len(pages) < 10
+    assert [len(p) for p in pages] == [4, 4, 2]
+    assert sorted(j for p in pages for j in p) == ids
 
 
 def test_job_terminate_default_reason_is_user_terminate(client, job_id):
+    """Terminate without a reason: terminateReason is UserTerminate
+    (azure-batch-model.md 2.2)."""
     client.job.terminate(job_id)
     j = wait_job_state(client, job_id, bm.JobState.completed)
     assert j.execution_info.terminate_reason == "UserTerminate"
@@ -479,6 +581,8 @@ def test_job_task_counts(client, job_id):
 
 
 def test_job_list_filter_and_select(client, pool_id):
+    """$filter=startswith(id, ...) and state eq 'active'|'completed' returns exactly the
+    matching jobs; $select=id,state leaves the other properties out."""
     prefix = "v14jf" + uuid.uuid4().hex[:8]
     ids = [f"{prefix}-{i}" for i in range(3)]
     for jid in ids:
@@ -497,6 +601,7 @@ def test_job_list_filter_and_select(client, pool_id):
 
 
 def test_job_if_match_with_stale_etag_is_412(client, job_id):
+    """PATCH /jobs/{id} with a stale If-Match -> 412 ConditionNotMet; nothing changes."""
     stale = client.job.get(job_id).e_tag
     client.job.patch(job_id, bm.JobPatchParameter(priority=7))
     expect_batch_error(lambda: client.job.patch(job_id, bm.JobPatchParameter(priority=9),
@@ -544,6 +649,8 @@ def test_job_schedule_add_get_list_exists_delete(client, pool_id):
 
 
 def test_job_schedule_errors(client, pool_id):
+    """Duplicate schedule id -> 409 JobScheduleExists; get/delete/list-jobs of an unknown
+    schedule -> 404 JobScheduleNotFound; exists -> False."""
     sid = unique("v14s")
     client.job_schedule.add(schedule_param(sid, pool_id,
                                            do_not_run_until=dt.datetime(2099, 1, 1, tzinfo=UTC)))
@@ -599,6 +706,43 @@ def test_job_schedule_creates_its_job_on_time(client, pool_id):
     client.job_schedule.delete(sid)
     wait_for(lambda: not client.job_schedule.exists(sid), what="schedule deleted")
     expect_batch_error(lambda: client.job.get(job_name), 404, "JobNotFound")
+
+
+def test_recurring_schedule_runs_now_and_plans_the_next_run(client, pool_id):
+    """recurrenceInterval PT1M without doNotRunUntil: the first job is created at once and
+    executionInfo.nextRunTime is one interval after it was due (about a minute from now);
+    no second job exists before then."""
+    sid = unique("v14s")
+    before = dt.datetime.now(UTC)
+    client.job_schedule.add(schedule_param(sid, pool_id, recurrence_interval=dt.timedelta(minutes=1)))
+    wait_for(lambda: list(client.job.list_from_job_schedule(sid)), what="first recurring job")
+    s = client.job_schedule.get(sid)
+    assert s.execution_info.recent_job.id == f"{sid}:job-1"
+    nxt = s.execution_info.next_run_time
+    assert nxt is not None
+    assert before + dt.timedelta(seconds=55) <= nxt <= before + dt.timedelta(seconds=65), (before, nxt)
+    client.job.terminate(f"{sid}:job-1")
+    wait_job_state(client, f"{sid}:job-1", bm.JobState.completed)
+    time.sleep(0.5)
+    assert [j.id for j in client.job.list_from_job_schedule(sid)] == [f"{sid}:job-1"]
+    assert client.job_schedule.get(sid).state == bm.JobScheduleState.active
+    client.job_schedule.delete(sid)
+
+
+def test_job_schedule_completes_after_do_not_run_after(client, pool_id):
+    """doNotRunUntil far ahead, doNotRunAfter = now+1s: no job is ever created and the
+    schedule moves to completed once the deadline has passed (swagger
+    Schedule.doNotRunAfter)."""
+    sid = unique("v14s")
+    now = dt.datetime.now(UTC)
+    client.job_schedule.add(schedule_param(sid, pool_id,
+                                           do_not_run_until=now + dt.timedelta(hours=1),
+                                           do_not_run_after=now + dt.timedelta(seconds=1)))
+    s = wait_for(lambda: (lambda x: x if x.state == bm.JobScheduleState.completed else None)(
+        client.job_schedule.get(sid)), timeout=10, what="schedule completed after doNotRunAfter")
+    assert s.execution_info.end_time is not None
+    assert list(client.job.list_from_job_schedule(sid)) == []
+    client.job_schedule.delete(sid)
 
 
 def test_job_schedule_disable_enable_terminate(client, pool_id):
@@ -686,7 +830,23 @@ def test_task_add_get_list_delete(client, job_id):
     assert list(client.task.list(job_id)) == []
 
 
+def test_task_inherits_the_jobs_max_task_retry_count(client, pool_id):
+    """A task that does not set constraints.maxTaskRetryCount takes the job's
+    (azure-batch-model.md 2.4); one that sets it keeps its own."""
+    jid = unique("v14j")
+    client.job.add(bm.JobAddParameter(id=jid, pool_info=bm.PoolInformation(pool_id=pool_id),
+                                      constraints=bm.JobConstraints(max_task_retry_count=5)))
+    client.task.add(jid, bm.TaskAddParameter(id="inherit", command_line="/bin/true"))
+    client.task.add(jid, bm.TaskAddParameter(id="own", command_line="/bin/true",
+                                             constraints=bm.TaskConstraints(max_task_retry_count=1)))
+    assert client.task.get(jid, "inherit").constraints.max_task_retry_count == 5
+    assert client.task.get(jid, "own").constraints.max_task_retry_count == 1
+    client.job.delete(jid)
+
+
 def test_task_errors(client, job_id):
+    """Duplicate task id -> 409 TaskExists; task in an unknown job -> 404 JobNotFound;
+    unknown task -> 404 TaskNotFound; invalid id -> 400 InvalidPropertyValue."""
     client.task.add(job_id, bm.TaskAddParameter(id="dup", command_line="/bin/true"))
     expect_batch_error(lambda: client.task.add(job_id, bm.TaskAddParameter(
         id="dup", command_line="/bin/true")), 409, "TaskExists")
@@ -696,6 +856,21 @@ def test_task_errors(client, job_id):
     expect_batch_error(lambda: client.task.terminate(job_id, "nope"), 404, "TaskNotFound")
     expect_batch_error(lambda: client.task.add(job_id, bm.TaskAddParameter(
         id="bad id", command_line="/bin/true")), 400, "InvalidPropertyValue")
+    # Ids are case-insensitive (azure-batch-model.md 2.1).
+    expect_batch_error(lambda: client.task.add(job_id, bm.TaskAddParameter(
+        id="DUP", command_line="/bin/true")), 409, "TaskExists")
+    assert client.task.get(job_id, "DUP").id == "dup"
+
+
+def test_reactivate_in_a_completed_job_is_409(client, job_id):
+    """Reactivation fails if the job has completed (swagger Task_Reactivate)."""
+    client.task.add(job_id, bm.TaskAddParameter(id="r", command_line="/bin/true"))
+    client.task.terminate(job_id, "r")
+    client.job.terminate(job_id)
+    wait_job_state(client, job_id, bm.JobState.completed)
+    expect_batch_error(lambda: client.task.reactivate(job_id, "r"), 409,
+                       ("JobCompleted", "OperationInvalidForCurrentState"))
+    assert client.task.get(job_id, "r").state == bm.TaskState.completed
 
 
 def test_task_add_collection_of_100(client, job_id):
@@ -817,10 +992,12 @@ def test_small_pages(client, job_id):
             break
         assert len(pages) < 10
     assert [len(p) for p in pages] == [3, 3, 1]
-    assert [t for p in pages for t in p] == ids
+    assert sorted(t for p in pages for t in p) == ids
 
 
 def test_task_list_filter_and_select(client, job_id):
+    """$filter by state (active/completed) and $select on list and get; an unparsable
+    filter -> 400."""
     ids = add_tasks(client, job_id, 6)
     for t in ids[:2]:
         client.task.terminate(job_id, t)
@@ -835,7 +1012,7 @@ def test_task_list_filter_and_select(client, job_id):
     t = client.task.get(job_id, ids[0], bm.TaskGetOptions(select="id,commandLine"))
     assert (t.id, t.command_line, t.state) == (ids[0], f"/bin/sh -c 'echo {ids[0]}'", None)
     expect_batch_error(lambda: list(client.task.list(job_id, bm.TaskListOptions(
-        filter="state eq 'sleeping'"))), 400, ("InvalidQueryParameterValue", "InvalidInput"))
+        filter="state eq"))), 400, ("InvalidQueryParameterValue", "InvalidInput"))
 
 
 def test_task_terminate(client, job_id):
@@ -891,6 +1068,96 @@ def test_task_update_constraints(client, job_id):
     assert client.task.get(job_id, "upd").constraints.max_task_retry_count == 4
 
 
+def test_task_slot_counts_follow_required_slots(client):
+    """taskSlotCounts count requiredSlots, taskCounts count tasks (TaskCountsResult)."""
+    pid, jid = unique("v14p"), unique("v14j")
+    client.pool.add(pool_param(pid, task_slots_per_node=4))
+    client.job.add(bm.JobAddParameter(id=jid, pool_info=bm.PoolInformation(pool_id=pid)))
+    client.task.add_collection(jid, [
+        bm.TaskAddParameter(id="big", command_line="/bin/true", required_slots=3),
+        bm.TaskAddParameter(id="small", command_line="/bin/true")])
+    client.task.terminate(jid, "big")
+    r = client.job.get_task_counts(jid)
+    assert (r.task_counts.active, r.task_counts.completed, r.task_counts.failed) == (1, 1, 1)
+    assert (r.task_slot_counts.active, r.task_slot_counts.completed,
+            r.task_slot_counts.failed) == (1, 3, 3), r.task_slot_counts
+    assert client.task.get(jid, "big").required_slots == 3
+    client.job.delete(jid)
+    client.pool.delete(pid)
+
+
+def test_task_dependencies_need_uses_task_dependencies(client, job_id, pool_id):
+    """dependsOn on a job without usesTaskDependencies -> 400
+    TaskDependenciesNotSpecifiedOnJob (azure-batch-model.md 2.4); with it -> 201."""
+    expect_batch_error(lambda: client.task.add(job_id, bm.TaskAddParameter(
+        id="child", command_line="/bin/true",
+        depends_on=bm.TaskDependencies(task_ids=["parent"]))), 400,
+        "TaskDependenciesNotSpecifiedOnJob")
+    jid = unique("v14j")
+    client.job.add(bm.JobAddParameter(id=jid, pool_info=bm.PoolInformation(pool_id=pool_id),
+                                      uses_task_dependencies=True))
+    client.task.add(jid, bm.TaskAddParameter(id="parent", command_line="/bin/true"))
+    client.task.add(jid, bm.TaskAddParameter(
+        id="child", command_line="/bin/true",
+        depends_on=bm.TaskDependencies(task_ids=["parent"],
+                                       task_id_ranges=[bm.TaskIdRange(start=1, end=3)])))
+    t = client.task.get(jid, "child")
+    assert t.depends_on.task_ids == ["parent"]
+    assert [(r.start, r.end) for r in t.depends_on.task_id_ranges] == [(1, 3)]
+    assert t.state == bm.TaskState.active
+
+
+def test_bad_request_bodies_on_the_wire(cobalt_batch, job_id):
+    """Missing required property -> 400 MissingRequiredProperty; unparsable JSON -> 400
+    InvalidRequestBody (batch-rest.md section 8); nothing is created."""
+    r = batch_request(cobalt_batch, "POST", f"/jobs/{job_id}/tasks", body=b'{"id":"nocmd"}',
+                      api_version=API_VERSION)
+    assert r.status == 400 and r.json()["code"] == "MissingRequiredProperty", r
+    r = batch_request(cobalt_batch, "POST", f"/jobs/{job_id}/tasks", body=b'{"id":"x",',
+                      api_version=API_VERSION)
+    assert r.status == 400 and r.json()["code"] == "InvalidRequestBody", r
+    r = batch_request(cobalt_batch, "POST", "/pools", body=b'{"id":"novm"}',
+                      api_version=API_VERSION)
+    assert r.status == 400 and r.json()["code"] == "MissingRequiredProperty", r
+    r = batch_request(cobalt_batch, "GET", f"/jobs/{job_id}/tasks", api_version=API_VERSION)
+    assert r.json()["value"] == []
+
+
+def test_add_collection_bulk_helper_with_threads(client, job_id):
+    """The SDK's bulk helper with 8 threads: 1,000 tasks in 10 concurrent requests."""
+    tasks = [bm.TaskAddParameter(id=f"b{i:04d}", command_line="/bin/true") for i in range(1000)]
+    result = client.task.add_collection(job_id, tasks, threads=8)
+    assert len(result.value) == 1000
+    assert all(r.status == bm.TaskAddStatus.success for r in result.value)
+    assert client.job.get_task_counts(job_id).task_counts.active == 1000
+
+
+def big_env():
+    """20 environment settings of 750 characters: ~15.6 KB per task, so 100 tasks are
+    ~1.5 MB, over the 1 MB addtaskcollection limit, and 50 are under it."""
+    return [bm.EnvironmentSetting(name=f"E{k}", value="x" * 750) for k in range(20)]
+
+
+def test_add_collection_over_1mb_is_413_and_the_helper_splits_it(client, cobalt_batch, job_id):
+    """A collection over 1 MB -> 413 RequestBodyTooLarge (the code 14.x's helper looks
+    for, batch-rest.md section 5); the helper then halves the chunk and all 100 tasks
+    are added."""
+    raw_tasks = [{"id": f"raw{i}", "commandLine": "/bin/true",
+                  "environmentSettings": [{"name": e.name, "value": e.value} for e in big_env()]}
+                 for i in range(100)]
+    r = batch_request(cobalt_batch, "POST", f"/jobs/{job_id}/addtaskcollection",
+                      body=json.dumps({"value": raw_tasks}).encode(), api_version=API_VERSION)
+    assert r.status == 413 and r.json()["code"] == "RequestBodyTooLarge", r
+    assert list(client.task.list(job_id)) == []
+
+    tasks = [bm.TaskAddParameter(id=f"big{i:03d}", command_line="/bin/true",
+                                 environment_settings=big_env()) for i in range(100)]
+    result = client.task.add_collection(job_id, tasks)
+    assert sorted(r.task_id for r in result.value) == [f"big{i:03d}" for i in range(100)]
+    assert all(r.status == bm.TaskAddStatus.success for r in result.value)
+    assert len(client.task.get(job_id, "big042").environment_settings) == 20
+
+
 def test_task_files_are_unavailable_without_a_node(client, job_id):
     """A task that never ran has no files: 409 TaskFilesUnavailable."""
     client.task.add(job_id, bm.TaskAddParameter(id="f", command_line="/bin/true"))
@@ -928,3 +1195,37 @@ def test_state_survives_kill_9(cobalt_factory):
     assert sorted(t.id for t in c.task.list(jid)) == ids
     counts = c.job.get_task_counts(jid).task_counts
     assert (counts.active, counts.completed) == (149, 1)
+    server.kill9()
+
+
+@pytest.mark.needs_own_server
+def test_transitions_resume_after_kill_9(cobalt_factory):
+    """Work the service had accepted but not finished when it was SIGKILLed is finished
+    after the restart: a pool and a job being deleted disappear, a job being terminated
+    completes, and a schedule whose doNotRunUntil passed while the server was down
+    creates its job."""
+    server = cobalt_factory("resume")
+    server.start()
+    c = make_client(server.batch_url)
+    pid, jid, tjid, sid = unique("rp"), unique("rj"), unique("rt"), unique("rs")
+    c.pool.add(pool_param(pid, 1))
+    c.job.add(bm.JobAddParameter(id=jid, pool_info=bm.PoolInformation(pool_id=pid)))
+    add_tasks(c, jid, 5)
+    c.job.add(bm.JobAddParameter(id=tjid, pool_info=bm.PoolInformation(pool_id=pid)))
+    c.job_schedule.add(schedule_param(
+        sid, pid, do_not_run_until=dt.datetime.now(UTC) + dt.timedelta(seconds=2)))
+    c.pool.delete(pid)
+    c.job.delete(jid)
+    c.job.terminate(tjid)
+    server.kill9()          # within a lifecycle tick of the requests above
+    time.sleep(2.5)         # the schedule falls due while the server is down
+
+    server.start()
+    c = make_client(server.batch_url)
+    wait_pool_gone(c, pid)
+    wait_job_gone(c, jid)
+    assert wait_job_state(c, tjid, bm.JobState.completed).execution_info.terminate_reason \
+        == "UserTerminate"
+    jobs = wait_for(lambda: list(c.job.list_from_job_schedule(sid)), timeout=10,
+                    what="schedule job after restart")
+    assert [j.id for j in jobs] == [f"{sid}:job-1"]

@@ -25,6 +25,15 @@ const RENAMES: &[(&str, &str, ApiVersion)] = &[
     ),
 ];
 
+/// Properties the service fills in by default that older versions do not have: (name, first
+/// version with it). Answers to older versions leave them out (2017-09-01.6.0 and
+/// 2020-09-01.12.0 swagger definitions).
+const ADDED: &[(&str, ApiVersion)] = &[
+    ("requiredSlots", ApiVersion::V2020_09_01),
+    ("maxParallelTasks", ApiVersion::V2022_10_01),
+    ("allowTaskPreemption", ApiVersion::V2022_10_01),
+];
+
 /// Translates a request body from `version`'s schema to the current one.
 pub fn inbound(version: ApiVersion, body: &mut Value) {
     walk(body, &mut |map| {
@@ -44,13 +53,19 @@ pub fn inbound(version: ApiVersion, body: &mut Value) {
 
 /// Translates an entity from the current schema to `version`'s.
 pub fn outbound(version: ApiVersion, entity: &mut Value) {
-    if RENAMES.iter().all(|(_, _, since)| version >= *since) {
+    let renamed = RENAMES.iter().all(|(_, _, since)| version >= *since);
+    if renamed && ADDED.iter().all(|(_, since)| version >= *since) {
         return;
     }
     walk(entity, &mut |map| {
         for (current, old, since) in RENAMES {
             if version < *since {
                 rename(map, current, old);
+            }
+        }
+        for (name, since) in ADDED {
+            if version < *since {
+                map.remove(*name);
             }
         }
     });
@@ -109,6 +124,24 @@ mod tests {
             pool["startTask"]["resourceFiles"][0]["blobSource"],
             "http://b/a"
         );
+    }
+
+    #[test]
+    fn older_versions_do_not_see_newer_properties() {
+        let job = json!({"id": "j", "maxParallelTasks": -1, "allowTaskPreemption": false,
+                         "jobManagerTask": {"requiredSlots": 1}});
+        let mut old = job.clone();
+        outbound(ApiVersion::V2017_09_01, &mut old);
+        assert_eq!(old, json!({"id": "j", "jobManagerTask": {}}));
+        let mut v2020 = job.clone();
+        outbound(ApiVersion::V2020_09_01, &mut v2020);
+        assert_eq!(
+            v2020,
+            json!({"id": "j", "jobManagerTask": {"requiredSlots": 1}})
+        );
+        let mut current = job.clone();
+        outbound(ApiVersion::V2022_10_01, &mut current);
+        assert_eq!(current, job);
     }
 
     #[test]
