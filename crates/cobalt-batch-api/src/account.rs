@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::error::BatchResult;
 use crate::odata::ListKind;
-use crate::service::{BatchService, Req, list_response, static_page};
+use crate::service::{BatchService, Req, list_response, respond, static_page};
 
 /// One image of the catalogue.
 struct Image {
@@ -126,6 +126,27 @@ pub(crate) fn list_pool_node_counts(svc: &BatchService, req: &Req) -> BatchResul
     }
     let page = static_page(req, ListKind::PoolNodeCounts, items)?;
     list_response(req, "nodecounts", page)
+}
+
+/// `GET /lifetimejobstats` (2017-era api-versions).
+pub(crate) fn get_lifetime_job_stats(svc: &BatchService, req: &Req) -> BatchResult<Response> {
+    let stats = svc.batch.lifetime_job_stats(&req.account)?;
+    lifetime(req, &stats, "/lifetimejobstats")
+}
+
+/// `GET /lifetimepoolstats` (2017-era api-versions).
+pub(crate) fn get_lifetime_pool_stats(svc: &BatchService, req: &Req) -> BatchResult<Response> {
+    let stats = svc.batch.lifetime_pool_stats(&req.account)?;
+    lifetime(req, &stats, "/lifetimepoolstats")
+}
+
+fn lifetime<T: serde::Serialize>(req: &Req, stats: &T, path: &str) -> BatchResult<Response> {
+    let mut body = serde_json::to_value(stats).map_err(|e| {
+        tracing::error!(error = %e, "cannot encode statistics");
+        crate::error::BatchError::new(crate::error::ErrorCode::InternalError)
+    })?;
+    body["url"] = Value::String(req.url(path));
+    respond(http::StatusCode::OK, &[], Some(&body))
 }
 
 /// Node states and their key in `NodeCounts`.

@@ -21,8 +21,8 @@ pub(crate) fn dispatch(svc: &BatchService, req: &Req) -> BatchResult<Response> {
         ["applications"] if get => account::list_applications(req),
         ["applications", _] if get => Err(ErrorCode::ApplicationNotFound.into()),
         ["poolusagemetrics"] if get => account::list_pool_usage_metrics(req),
-        ["lifetimepoolstats" | "lifetimejobstats"] if get => Err(BatchError::new(ErrorCode::NotImplemented)
-            .with_message("Lifetime statistics were retired by Azure in 2023; Cobalt does not serve them.")),
+        ["lifetimepoolstats"] if get => account::get_lifetime_pool_stats(svc, req),
+        ["lifetimejobstats"] if get => account::get_lifetime_job_stats(svc, req),
         ["certificates", ..] => Err(BatchError::new(ErrorCode::CertificateRetired).with_value(
             "Reason",
             "The operation is blocked because the 'Azure Batch Certificates' feature was retired on 02/29/2024. For Certificate APIs, they are no longer supported.",

@@ -164,6 +164,53 @@ impl Batch {
         Ok(totals.into_stats(schedule.creation_time, now, true))
     }
 
+    /// Lifetime statistics of the account's jobs (2017's `/lifetimejobstats`): the sum over
+    /// the jobs that exist, from the oldest one's creation. Deleted jobs no longer count.
+    pub fn lifetime_job_stats(&self, account: &str) -> BatchResult<UsageStats> {
+        let now = Timestamp::now();
+        let mut totals = Totals::default();
+        let mut start = now;
+        let mut page = PageRequest {
+            limit: 1000,
+            ..PageRequest::default()
+        };
+        loop {
+            let jobs = self.list_jobs(account, &page, |j| Ok(Some((j.id, j.creation_time))))?;
+            for (id, created) in jobs.items {
+                start = start.min(created);
+                totals.add(&self.job_totals(account, &id, now)?);
+            }
+            match jobs.next {
+                Some(next) => page.after = Some(next),
+                None => return Ok(totals.into_stats(start, now, true)),
+            }
+        }
+    }
+
+    /// Lifetime statistics of the account's pools (2017's `/lifetimepoolstats`): the period
+    /// from the oldest existing pool's creation.
+    pub fn lifetime_pool_stats(&self, account: &str) -> BatchResult<PoolStats> {
+        let now = Timestamp::now();
+        let mut start = now;
+        let mut page = PageRequest {
+            limit: 1000,
+            ..PageRequest::default()
+        };
+        loop {
+            let pools = self.list_pools(account, &page, |p| Ok(Some(p.creation_time)))?;
+            start = pools.items.into_iter().fold(start, Timestamp::min);
+            match pools.next {
+                Some(next) => page.after = Some(next),
+                None => {
+                    return Ok(PoolStats {
+                        start_time: start,
+                        last_update_time: now,
+                    });
+                }
+            }
+        }
+    }
+
     /// Statistics of a task that has started; None before its first start.
     pub fn task_stats(&self, task: &Task) -> Option<UsageStats> {
         task.execution_info.start_time?;

@@ -769,6 +769,35 @@ async fn stats_are_expanded_on_request() {
         r.body["value"][0]["stats"]["numFailedTasks"], 1,
         "selecting stats computes them"
     );
+    let old = "api-version=2017-09-01.6.0";
+    let r = call(
+        &server,
+        Method::GET,
+        &format!("/lifetimejobstats?{old}"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["numFailedTasks"].as_u64()),
+        (StatusCode::OK, Some(1))
+    );
+    assert!(
+        r.body["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/lifetimejobstats")
+    );
+    let r = call(
+        &server,
+        Method::GET,
+        &format!("/lifetimepoolstats?{old}"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body["startTime"].is_string() && r.body["lastUpdateTime"].is_string());
     let r = call(
         &server,
         Method::GET,
