@@ -10,6 +10,10 @@
 #                   (last msrest generation; api-version 2024-02-01.19.0)
 #   .venv/batch-15  azure-batch 15.1.0 + pytest           (tests/e2e/requirements-batch15.txt)
 #                   (azure-core generation; api-version 2025-06-01)
+#   .venv/node-python  azure-storage 0.36.0, no test tools (tests/e2e/requirements-node.txt):
+#                   the `python` that tasks on local nodes run (the tutorial's task script).
+#                   Built from the system interpreter ($NODE_PYTHON, default /usr/bin/python3
+#                   when present) so that tasks running as an unprivileged user can execute it.
 #
 # Idempotent: a venv is rebuilt only when its requirements file (or the Python version)
 # changed; otherwise the script returns immediately. Force a rebuild with FORCE=1.
@@ -41,13 +45,14 @@ if command -v flock >/dev/null 2>&1; then
     flock 9
 fi
 
-# setup_venv NAME REQUIREMENTS_FILE SMOKE_TEST_PYTHON_CODE
+# setup_venv NAME REQUIREMENTS_FILE SMOKE_TEST_PYTHON_CODE [INTERPRETER]
 setup_venv() {
-    local name="$1" req="$2" smoke="$3"
+    local name="$1" req="$2" smoke="$3" py="${4:-$PY}"
     local venv="$VENV_ROOT/$name"
     local stamp="$venv/.cobalt-requirements.stamp"
-    local want
-    want="$(sha256sum "$req" | cut -d' ' -f1) python-$PY_VERSION"
+    local want version
+    version="$("$py" -c 'import sys; print(".".join(map(str, sys.version_info[:3])))')"
+    want="$(sha256sum "$req" | cut -d' ' -f1) python-$version $py"
 
     if [ "${FORCE:-0}" != 1 ] && [ -x "$venv/bin/python" ] && [ -f "$stamp" ] \
         && [ "$(cat "$stamp")" = "$want" ]; then
@@ -55,9 +60,9 @@ setup_venv() {
         return 0
     fi
 
-    echo "setup-python: building .venv/$name from ${req#"$REPO"/} (python $PY_VERSION)"
+    echo "setup-python: building .venv/$name from ${req#"$REPO"/} (python $version, $py)"
     rm -rf "$venv"
-    if ! "$PY" -m venv "$venv"; then
+    if ! "$py" -m venv "$venv"; then
         echo "setup-python: '$PY -m venv' failed (on Debian: apt-get install python3-venv)" >&2
         exit 1
     fi
@@ -102,3 +107,18 @@ from azure.core.credentials import AzureNamedKeyCredential
 c = BatchClient("http://127.0.0.1:1", AzureNamedKeyCredential("a", "AAAA"))
 assert c._config.api_version == "2025-06-01", c._config.api_version
 import pytest, pytest_timeout'
+
+# Tasks of local nodes may run as an unprivileged user (nonadmin tasks when the agent runs as
+# root), so their interpreter must not live under a private home directory.
+NODE_PY="${NODE_PYTHON:-}"
+if [ -z "$NODE_PY" ]; then
+    if [ -x /usr/bin/python3 ] && /usr/bin/python3 -m venv --help >/dev/null 2>&1; then
+        NODE_PY=/usr/bin/python3
+    else
+        NODE_PY="$PY"
+    fi
+fi
+setup_venv node-python "$REQ_DIR/requirements-node.txt" \
+    'from azure.storage.blob import BlockBlobService
+from azure.storage._constants import __version__
+assert __version__ == "0.36.0", __version__' "$NODE_PY"

@@ -88,9 +88,10 @@ class CobaltServer:
     """
 
     def __init__(self, binary: Path, data_dir: Path, log_dir: Optional[Path] = None,
-                 port: int = 0, batch_port: int = 0):
+                 port: int = 0, batch_port: int = 0, env: Optional[Dict[str, str]] = None):
         self.port = port                         # 0: a free port chosen by the server
         self.batch_port = batch_port             # likewise, for the Batch service
+        self.env = env                           # extra environment of the process (and its nodes)
         self.binary = Path(binary)
         self.data_dir = Path(data_dir)
         self.log_dir = Path(log_dir) if log_dir else self.data_dir.parent
@@ -120,7 +121,9 @@ class CobaltServer:
                "--host", "127.0.0.1"]
         log = open(self.log_path, "wb")
         try:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+            env = {**os.environ, **self.env} if self.env else None
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                         env=env)
         finally:
             log.close()
         deadline = time.monotonic() + timeout
@@ -286,3 +289,18 @@ def batch_request(base_url: str, method: str, path: str,
 
 def _quote(value, safe="", encoding=None, errors=None):
     return quote(value, safe="$", encoding=encoding, errors=errors)
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 now (for a server whose URL must be known before
+    it starts, e.g. the blob endpoint handed to tasks through the environment)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def node_python_bin() -> Path:
+    """The bin directory of .venv/node-python: the `python` (with azure-storage 0.36.0) that
+    tasks on local nodes run, usable by an unprivileged user (scripts/setup-python.sh)."""
+    return Path(__file__).resolve().parents[2] / ".venv" / "node-python" / "bin"

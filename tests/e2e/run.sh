@@ -62,6 +62,8 @@ if [ -z "${COBALT_BLOB_ENDPOINT:-}" ]; then
     run_pytest batch-4 test_batch_account_v4.py "$@"
     echo "=== batch e2e: azure-batch 4.0.0 (pools, jobs, schedules, tasks) ==="
     run_pytest batch-4 test_batch_control_v4.py "$@"
+    echo "=== batch e2e: the tutorial on local nodes (azure-batch 4.0.0 + azure-storage 0.36.0) ==="
+    run_pytest batch-4 test_tutorial_v4.py "$@"
     echo "=== batch e2e: azure-batch 14.2.0 ==="
     run_pytest batch-14 test_batch_account.py "$@"
     echo "=== batch e2e: azure-batch 14.2.0 (pools, jobs, schedules, tasks) ==="

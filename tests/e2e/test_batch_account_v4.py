@@ -200,7 +200,10 @@ def test_tutorial_flow(client, cobalt):
     listed = {t.id: t for t in client.task.list(job_id)}
     assert sorted(listed) == ["topNtask0", "topNtask1", "topNtask2"]
     incomplete = [t for t in listed.values() if t.state != batchmodels.TaskState.completed]
-    assert len(incomplete) == 3      # no compute nodes yet: the tasks wait, truthfully
+    # The start task fetches pip from the internet, which this machine cannot reach: it
+    # fails, the node is `starttaskfailed` (waitForSuccess) and the tasks wait, truthfully.
+    # test_tutorial_v4.py runs the tutorial to completion with the local edits.
+    assert len(incomplete) == 3
     for idx in range(3):
         t = listed[f"topNtask{idx}"]
         assert t.state == batchmodels.TaskState.active
@@ -208,7 +211,7 @@ def test_tutorial_flow(client, cobalt):
         assert [(r.blob_source, r.file_path) for r in t.resource_files] == \
             [(input_files[idx].blob_source, f"taskdata{idx + 1}.txt")]
     pool = client.pool.get(pool_id)
-    assert pool.allocation_state == batchmodels.AllocationState.resizing
+    assert pool.target_dedicated_nodes == 1
     assert pool.start_task.user_identity.auto_user.elevation_level == batchmodels.ElevationLevel.admin
     assert pool.start_task.user_identity.auto_user.scope == batchmodels.AutoUserScope.pool
     assert pool.start_task.wait_for_success is True

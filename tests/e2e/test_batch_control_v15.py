@@ -183,44 +183,44 @@ def test_pool_errors(client, pool_id, cobalt_batch):
                  "AuthenticationFailed")
 
 
-def test_pool_with_target_nodes_stays_resizing(client):
-    """targetDedicatedNodes=3 without compute nodes: resizing, 0 current nodes, no nodes."""
+def test_pool_with_target_nodes_gets_nodes(client):
+    """targetDedicatedNodes=2 -> two local nodes: the pool is steady with 2 current nodes,
+    and list_nodes shows them going `idle` once their agents are up."""
     pid = unique("v15p")
-    client.create_pool(pool_options(pid, 3))
-    p = client.get_pool(pid)
-    assert p.allocation_state == bm.AllocationState.RESIZING
-    assert (p.target_dedicated_nodes, p.current_dedicated_nodes) == (3, 0)
-    assert list(client.list_nodes(pid)) == []
+    client.create_pool(pool_options(pid, 2))
+    p = wait_steady(client, pid)
+    assert (p.target_dedicated_nodes, p.current_dedicated_nodes) == (2, 2)
+
+    def two_idle():
+        idle = [n for n in client.list_nodes(pid) if n.state == bm.BatchNodeState.IDLE]
+        return idle if len(idle) == 2 else None
+    nodes = wait_for(two_idle, timeout=20, what="two idle nodes")
+    assert client.get_node(pid, nodes[0].id).state == bm.BatchNodeState.IDLE
     finish(client.begin_delete_pool(pid, polling_interval=POLL))
 
 
-def test_lro_stop_resize_and_resize_to_zero(client):
-    """A pool asked for 2 nodes stays resizing (there are no nodes to allocate), so a
-    begin_resize_pool poller to 2 does not finish; begin_stop_pool_resize completes
-    (resizing -> stopping -> steady) and with it the resize poller; begin_resize_pool to 0
-    completes at steady with targetDedicatedNodes 0."""
+def test_lro_resize_up_down_and_stop_resize(client):
+    """begin_resize_pool to 2 completes once the pool is steady with 2 nodes, then to 0
+    once they are gone; begin_stop_pool_resize on a steady pool completes at once."""
     pid = unique("v15p")
     client.create_pool(pool_options(pid, 0))
     wait_steady(client, pid)
-    grow = client.begin_resize_pool(pid, bm.BatchPoolResizeOptions(target_dedicated_nodes=2),
-                                    polling_interval=POLL)
-    grow.wait(timeout=2)
-    assert not grow.done(), "a resize to 2 nodes cannot complete without nodes"
+    finish(client.begin_resize_pool(pid, bm.BatchPoolResizeOptions(target_dedicated_nodes=2),
+                                    polling_interval=POLL))
     p = client.get_pool(pid)
-    assert p.allocation_state == bm.AllocationState.RESIZING and p.target_dedicated_nodes == 2
-    expect_error(lambda: client.begin_resize_pool(
-        pid, bm.BatchPoolResizeOptions(target_dedicated_nodes=1)), ResourceExistsError, 409,
-        ("PoolBeingResized", "PoolNotSteady", "OperationInvalidForCurrentState"))
+    assert p.allocation_state == bm.AllocationState.STEADY
+    assert (p.target_dedicated_nodes, p.current_dedicated_nodes) == (2, 2)
+    assert len(list(client.list_nodes(pid))) == 2
 
     finish(client.begin_stop_pool_resize(pid, polling_interval=POLL))
     assert client.get_pool(pid).allocation_state == bm.AllocationState.STEADY
-    finish(grow)
 
     finish(client.begin_resize_pool(pid, bm.BatchPoolResizeOptions(target_dedicated_nodes=0),
                                     polling_interval=POLL))
     p = client.get_pool(pid)
     assert p.allocation_state == bm.AllocationState.STEADY
     assert (p.target_dedicated_nodes, p.current_dedicated_nodes) == (0, 0)
+    assert list(client.list_nodes(pid)) == []
     finish(client.begin_delete_pool(pid, polling_interval=POLL))
 
 

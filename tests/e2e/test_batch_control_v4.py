@@ -149,7 +149,8 @@ def test_pool_errors(client, pool_id, cobalt_batch):
 
 def test_pool_patch_update_properties_resize(client):
     """patch (200) keeps the start task, update_properties (204) removes it; resize (202)
-    -> resizing with the new target, stop_resize (202) -> steady."""
+    -> resizing with the new target, stop_resize (202) -> steady with the nodes allocated
+    so far (Azure keeps what it has; it does not go back)."""
     pid = unique("v4p")
     client.pool.add(pool_param(pid, 0, start_task=bm.StartTask("/bin/true")))
     assert client.pool.patch(pid, bm.PoolPatchParameter(
@@ -165,9 +166,10 @@ def test_pool_patch_update_properties_resize(client):
     assert client.pool.resize(pid, bm.PoolResizeParameter(target_dedicated_nodes=3),
                               raw=True).response.status_code == 202
     p = client.pool.get(pid)
-    assert p.allocation_state == bm.AllocationState.resizing and p.target_dedicated_nodes == 3
+    assert p.allocation_state in (bm.AllocationState.resizing, bm.AllocationState.steady)
+    assert p.target_dedicated_nodes == 3
     assert client.pool.stop_resize(pid, raw=True).response.status_code == 202
-    assert wait_steady(client, pid).current_dedicated_nodes == 0
+    assert 0 <= wait_steady(client, pid).current_dedicated_nodes <= 3
     client.pool.delete(pid)
 
 

@@ -13,6 +13,7 @@ mod account;
 pub mod auth;
 mod dto;
 pub mod error;
+pub mod files;
 mod jobs;
 mod nodes;
 pub mod odata;
@@ -23,4 +24,5 @@ mod service;
 mod tasks;
 pub mod version;
 
+pub use files::NodeAgents;
 pub use service::{BatchService, router};

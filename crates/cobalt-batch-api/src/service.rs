@@ -35,6 +35,8 @@ pub struct BatchService {
     pub accounts: Accounts,
     /// The control plane.
     pub batch: Arc<Batch>,
+    /// Files on nodes (None: no node can be reached).
+    pub files: Option<Arc<dyn crate::files::NodeAgents>>,
 }
 
 /// The axum router serving every Batch request.
@@ -54,6 +56,7 @@ pub(crate) struct Req {
     pub base_url: String,
     pub account: String,
     pub cond: Conditions,
+    pub headers: HeaderMap,
     pub body: Bytes,
 }
 
@@ -80,6 +83,14 @@ impl Req {
         })?;
         dto::inbound(self.version, &mut value);
         Ok(value)
+    }
+
+    /// A header's value, if it is text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
     }
 
     /// The URL of an entity path such as `/pools/p1`.
@@ -170,6 +181,7 @@ async fn run(svc: Arc<BatchService>, req: Request, base_url: &str) -> BatchResul
         base_url: base_url.to_owned(),
         account,
         cond,
+        headers: parts.headers,
         body,
     };
     tokio::task::spawn_blocking(move || routes::dispatch(&svc, &req))

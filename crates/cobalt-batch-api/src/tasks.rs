@@ -7,6 +7,7 @@ use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::error::{BatchResult, ErrorCode};
+use crate::files::FileTarget;
 use crate::odata::ListKind;
 use crate::service::{
     BatchService, ListQuery, Req, entity, entity_headers, list_response, respond, to_json,
@@ -214,10 +215,30 @@ pub(crate) fn task_files(
     let t = svc
         .batch
         .get_task(&req.account, job, task, &Conditions::default())?;
-    if t.node_info.is_none() {
-        return Err(BatchError::new(ErrorCode::TaskFilesUnavailable)
-            .with_message("The task has not run on a node, so it has no files."));
+    let unavailable = || {
+        BatchError::new(ErrorCode::TaskFilesUnavailable)
+            .with_message("The task has not run on a node, so it has no files.")
+    };
+    let info = t.node_info.as_ref().ok_or_else(unavailable)?;
+    let (Some(pool), Some(node), Some(dir), Some(files)) = (
+        info.pool_id.clone(),
+        info.node_id.clone(),
+        info.task_root_directory.clone(),
+        svc.files.as_ref(),
+    ) else {
+        return Err(unavailable());
+    };
+    let target = FileTarget {
+        files,
+        pool,
+        node,
+        base: dir,
+        url: format!("{}/files", url(req, job, &t.spec.id)),
+        unavailable: ErrorCode::TaskFilesUnavailable,
+    };
+    if path.is_empty() {
+        target.list(req)
+    } else {
+        target.one(req, &path.join("/"))
     }
-    Err(BatchError::new(ErrorCode::NotImplemented)
-        .with_message("Cobalt does not run node agents yet, so task files are not available."))
 }

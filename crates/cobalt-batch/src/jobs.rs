@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{BatchError, BatchResult, ErrorCode};
-use crate::service::{Batch, Conditions, Page, PageRequest, encode, touch};
+use crate::service::{Batch, Change, Conditions, Page, PageRequest, encode, touch};
 use crate::validate;
 
 pub(crate) fn scope(account: &str) -> Scope {
@@ -112,6 +112,10 @@ impl Batch {
         };
         self.apply(&[self.save_job(account, &job)?])?;
         self.attend(account, Kind::Job, &id_key(&job.id));
+        self.notify(Change::Job {
+            account: account.to_owned(),
+            job: job.id.clone(),
+        });
         Ok(job)
     }
 
@@ -142,6 +146,10 @@ impl Batch {
         job.last_modified = now;
         self.apply(&[self.save_job(account, &job)?])?;
         self.attend(account, Kind::Job, &id_key(&job.id));
+        self.notify(Change::Job {
+            account: account.to_owned(),
+            job: job.id.clone(),
+        });
         Ok(job)
     }
 
@@ -244,10 +252,10 @@ impl Batch {
             disable_tasks: Option<DisableJobOption>,
         }
         let disable: Disable = validate::parse(body)?;
-        disable
+        let option = disable
             .disable_tasks
             .ok_or_else(|| validate::missing("disableTasks"))?;
-        self.change_job(account, id, cond, |job, now| {
+        let job = self.change_job(account, id, cond, |job, now| {
             check_not_ending(job)?;
             if job.state != JobState::Active {
                 return Err(ErrorCode::JobNotActive.into());
@@ -255,6 +263,11 @@ impl Batch {
             job.transition(JobState::Disabling, now);
             Ok(())
         })?;
+        self.notify(Change::JobDisabling {
+            account: account.to_owned(),
+            job: job.id,
+            option,
+        });
         Ok(())
     }
 

@@ -9,6 +9,7 @@
 //! wire schemas of older api-versions (the API crate translates), SQL (the store's), or run
 //! processes (nodes and agents do).
 
+mod dispatch;
 pub mod error;
 mod jobs;
 mod lifecycle;
@@ -21,11 +22,12 @@ mod tasks;
 mod validate;
 
 pub use cobalt_store::StateCount;
+pub use dispatch::{FILE_UPLOAD_CODE, RunFate, RunOutcome, RunStart, RunnableJob, exit_options};
 pub use error::{BatchError, BatchResult, ErrorCode};
 pub use jobs::JobUpdate;
 pub use pools::{PoolPatch, PoolResize};
 pub use schedules::JobScheduleUpdate;
-pub use service::{Batch, Conditions, Page, PageRequest};
+pub use service::{Batch, Change, Conditions, Observer, Page, PageRequest};
 pub use stats::{PoolStats, UsageStats};
 pub use tasks::{TaskAddOutcome, TaskCounts};
 

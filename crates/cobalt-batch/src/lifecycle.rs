@@ -11,7 +11,7 @@ use cobalt_model::batch::{
 use cobalt_store::{Kind, Scope, Write};
 
 use crate::error::BatchResult;
-use crate::service::{Batch, PageRequest, decode, touch};
+use crate::service::{Batch, Change, PageRequest, decode, touch};
 use crate::{jobs, schedules, tasks};
 
 impl Batch {
@@ -80,11 +80,22 @@ impl Batch {
             return Ok(true);
         };
         if pool.state == PoolState::Deleting {
-            // Nodes leave the pool first (node agents arrive with the scheduler).
-            self.apply(&[
-                Write::DeleteAll(Scope::under(account, Kind::Node, key)),
-                Write::Delete(Scope::top(account, Kind::Pool), key.to_owned()),
-            ])?;
+            // The dispatcher makes the nodes leave and removes their records; the pool goes
+            // once none is left.
+            let nodes = self
+                .store
+                .list(&Scope::under(account, Kind::Node, key), None, None, 1)?;
+            if !nodes.is_empty() {
+                return Ok(false);
+            }
+            self.apply(&[Write::Delete(
+                Scope::top(account, Kind::Pool),
+                key.to_owned(),
+            )])?;
+            self.notify(Change::Pool {
+                account: account.to_owned(),
+                pool: pool.spec.id.clone(),
+            });
             return Ok(true);
         }
         let reached = pool.current_dedicated_nodes == pool.spec.target_dedicated_nodes.unwrap_or(0)
@@ -144,6 +155,10 @@ impl Batch {
         job.e_tag = e_tag;
         job.last_modified = now;
         self.apply(&[self.save_job(account, &job)?])?;
+        self.notify(Change::Job {
+            account: account.to_owned(),
+            job: job.id.clone(),
+        });
         Ok(false)
     }
 

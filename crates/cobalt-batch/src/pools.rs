@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{BatchError, BatchResult, ErrorCode};
-use crate::service::{Batch, Conditions, Page, PageRequest, encode, touch};
+use crate::service::{Batch, Change, Conditions, Page, PageRequest, encode, touch};
 use crate::validate;
 
 /// Most task slots a node may have.
@@ -108,6 +108,10 @@ impl Batch {
         };
         self.apply(&[self.save_pool(account, &pool)?])?;
         self.attend(account, Kind::Pool, &pool.spec.id.to_ascii_lowercase());
+        self.notify(Change::Pool {
+            account: account.to_owned(),
+            pool: pool.spec.id.clone(),
+        });
         Ok(pool)
     }
 
@@ -122,6 +126,22 @@ impl Batch {
     }
 
     fn change_pool(
+        &self,
+        account: &str,
+        id: &str,
+        cond: &Conditions,
+        change: impl FnOnce(&mut Pool) -> BatchResult<()>,
+    ) -> BatchResult<Pool> {
+        let pool = self.change_pool_quietly(account, id, cond, change)?;
+        self.notify(Change::Pool {
+            account: account.to_owned(),
+            pool: pool.spec.id.clone(),
+        });
+        Ok(pool)
+    }
+
+    /// Changes a pool without telling the dispatcher (the caller does, in its own order).
+    fn change_pool_quietly(
         &self,
         account: &str,
         id: &str,
@@ -294,7 +314,8 @@ impl Batch {
         })
     }
 
-    /// Removes the listed nodes from the pool.
+    /// Removes the listed nodes from the pool and lowers its target by as many; their
+    /// running tasks are handled per `nodeDeallocationOption` (default requeue).
     pub fn remove_nodes(
         &self,
         account: &str,
@@ -307,7 +328,6 @@ impl Batch {
         struct Remove {
             node_list: Option<Vec<String>>,
             resize_timeout: Option<IsoDuration>,
-            #[allow(dead_code)]
             node_deallocation_option: Option<NodeDeallocationOption>,
         }
         let remove: Remove = validate::parse(body)?;
@@ -322,11 +342,7 @@ impl Batch {
             ));
         }
         validate::min_duration("resizeTimeout", remove.resize_timeout.as_ref(), 300)?;
-        let pool = self.get_pool(account, id, cond)?;
-        if pool.state == PoolState::Deleting {
-            return Err(ErrorCode::PoolBeingDeleted.into());
-        }
-        let node_scope = Scope::under(account, Kind::Node, &pool.spec.id.to_ascii_lowercase());
+        let node_scope = Scope::under(account, Kind::Node, &id.to_ascii_lowercase());
         for node in &nodes {
             if self
                 .store
@@ -338,8 +354,29 @@ impl Batch {
                 );
             }
         }
-        // Nodes exist only once agents run them; removal is implemented with them.
-        Err(BatchError::new(ErrorCode::NotImplemented))
+        let count = i32::try_from(nodes.len()).unwrap_or(i32::MAX);
+        let pool = self.change_pool_quietly(account, id, cond, |pool| {
+            if pool.allocation_state != AllocationState::Steady {
+                return Err(ErrorCode::PoolBeingResized.into());
+            }
+            let dedicated = pool.spec.target_dedicated_nodes.unwrap_or(0);
+            pool.spec.target_dedicated_nodes = Some((dedicated - count).max(0));
+            pool.allocation_state = AllocationState::Resizing;
+            pool.allocation_state_transition_time = cobalt_model::batch::Timestamp::now();
+            Ok(())
+        })?;
+        // The dispatcher removes these nodes first, then applies the smaller target.
+        self.notify(Change::NodesRemoved {
+            account: account.to_owned(),
+            pool: pool.spec.id.clone(),
+            nodes,
+            option: remove.node_deallocation_option.unwrap_or_default(),
+        });
+        self.notify(Change::Pool {
+            account: account.to_owned(),
+            pool: pool.spec.id.clone(),
+        });
+        Ok(pool)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The [`Batch`] service object, conditional requests and paging.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use chrono::{DateTime, Utc};
 use cobalt_model::batch::{Timestamp, etag_after, id_key};
@@ -18,6 +18,67 @@ impl From<StoreError> for BatchError {
     }
 }
 
+/// A change the scheduler must react to, reported after its transaction committed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Tasks became runnable (added, reactivated) in a job.
+    Tasks {
+        /// The account.
+        account: String,
+        /// The job.
+        job: String,
+    },
+    /// A job changed (state, priority, pool).
+    Job {
+        /// The account.
+        account: String,
+        /// The job.
+        job: String,
+    },
+    /// A pool was added or changed (targets, start task, state).
+    Pool {
+        /// The account.
+        account: String,
+        /// The pool.
+        pool: String,
+    },
+    /// A job is being disabled: its running tasks are requeued, terminated or left alone.
+    JobDisabling {
+        /// The account.
+        account: String,
+        /// The job.
+        job: String,
+        /// What happens to running tasks.
+        option: cobalt_model::batch::DisableJobOption,
+    },
+    /// Nodes were removed from a pool (its target already lowered by as many).
+    NodesRemoved {
+        /// The account.
+        account: String,
+        /// The pool.
+        pool: String,
+        /// The nodes.
+        nodes: Vec<String>,
+        /// What happens to their running tasks.
+        option: cobalt_model::batch::NodeDeallocationOption,
+    },
+    /// A task was terminated or deleted: whatever runs of it must stop.
+    TaskStopped {
+        /// The account.
+        account: String,
+        /// The job.
+        job: String,
+        /// The task.
+        task: String,
+    },
+}
+
+/// Who hears about [`Change`]s (the dispatcher). Called with no lock held; must not block.
+pub trait Observer: Send + Sync + std::fmt::Debug {
+    /// Something changed.
+    fn changed(&self, change: Change);
+}
+
 /// The Batch service: every operation on pools, jobs, schedules and tasks.
 #[derive(Debug)]
 pub struct Batch {
@@ -26,6 +87,7 @@ pub struct Batch {
     write: Mutex<()>,
     /// Entities whose state the lifecycle must move forward: (account, kind, key).
     pub(crate) attention: Mutex<HashSet<(String, Kind, String)>>,
+    observer: RwLock<Option<Arc<dyn Observer>>>,
 }
 
 impl Batch {
@@ -35,11 +97,28 @@ impl Batch {
             store,
             write: Mutex::new(()),
             attention: Mutex::new(HashSet::new()),
+            observer: RwLock::new(None),
         };
         for account in accounts {
             batch.recover(account)?;
         }
         Ok(batch)
+    }
+
+    /// Sets who hears about changes (one observer: the dispatcher).
+    pub fn set_observer(&self, observer: Arc<dyn Observer>) {
+        *self.observer.write().unwrap_or_else(|p| p.into_inner()) = Some(observer);
+    }
+
+    pub(crate) fn notify(&self, change: Change) {
+        let observer = self
+            .observer
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(o) = observer {
+            o.changed(change);
+        }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, ()> {

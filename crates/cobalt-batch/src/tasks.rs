@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::error::{BatchError, BatchResult, ErrorCode};
 use crate::jobs::check_not_ending;
-use crate::service::{Batch, Conditions, Page, PageRequest, encode, touch};
+use crate::service::{Batch, Change, Conditions, Page, PageRequest, encode, touch};
 use crate::validate;
 
 /// Most tasks in one add-collection request.
@@ -116,7 +116,23 @@ impl Batch {
         let task = self.new_task(account, &job, body)?;
         self.apply(&[self.save_task(account, job_id, &task)?])?;
         self.attend(account, Kind::Job, &id_key(&job.id));
+        self.notify_tasks(account, &job.id);
         Ok(task)
+    }
+
+    fn notify_tasks(&self, account: &str, job_id: &str) {
+        self.notify(Change::Tasks {
+            account: account.to_owned(),
+            job: job_id.to_owned(),
+        });
+    }
+
+    fn notify_stopped(&self, account: &str, job_id: &str, task_id: &str) {
+        self.notify(Change::TaskStopped {
+            account: account.to_owned(),
+            job: job_id.to_owned(),
+            task: task_id.to_owned(),
+        });
     }
 
     /// Adds up to 100 tasks in one transaction; each gets its own outcome, in input order.
@@ -158,6 +174,9 @@ impl Batch {
         }
         self.apply(&writes)?;
         self.attend(account, Kind::Job, &id_key(&job.id));
+        if !writes.is_empty() {
+            self.notify_tasks(account, &job.id);
+        }
         Ok(outcomes)
     }
 
@@ -345,6 +364,7 @@ impl Batch {
             });
             Ok(())
         })?;
+        self.notify_stopped(account, job_id, task_id);
         Ok(())
     }
 
@@ -369,6 +389,7 @@ impl Batch {
             task.node_info = None;
             Ok(())
         })?;
+        self.notify_tasks(account, job_id);
         Ok(())
     }
 
@@ -389,6 +410,7 @@ impl Batch {
         cond.check(&task.e_tag, task.last_modified, false)?;
         self.apply(&[Write::Delete(scope(account, job_id), id_key(task_id))])?;
         self.attend(account, Kind::Job, &id_key(&job.id));
+        self.notify_stopped(account, job_id, task_id);
         Ok(())
     }
 

@@ -1,7 +1,8 @@
-//! The `cobalt` command: `cobalt serve` runs the services in the foreground.
+//! The `cobalt` command: `cobalt serve` runs the services in the foreground, `cobalt agent` a
+//! node agent.
 //!
 //! Owns: argument parsing, logging setup, signal handling. Must not do: protocol or storage
-//! work; it only wires `cobalt-server`.
+//! work; it only wires `cobalt-server` and `cobalt-agent`.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -25,6 +26,38 @@ enum Command {
     ///
     /// Example: cobalt serve --data-dir /tmp/cobalt --blob-port 0 --batch-port 0
     Serve(ServeArgs),
+    /// Run a node agent in the foreground: join a pool of a Cobalt Batch server and run its
+    /// tasks, until the server removes the node or Ctrl-C / SIGTERM (which kill the running
+    /// tasks).
+    ///
+    /// Example: cobalt agent --server http://127.0.0.1:10100 --pool pool1 --node-root /var/lib/cobalt-node --token "$COBALT_AGENT_TOKEN"
+    Agent(AgentArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct AgentArgs {
+    /// The Batch server's URL (its Batch port): http://host:port, https://… for TLS.
+    #[arg(long)]
+    server: String,
+    /// The pool to join.
+    #[arg(long)]
+    pool: String,
+    /// The node's root directory (AZ_BATCH_NODE_ROOT_DIR); created if missing.
+    #[arg(long)]
+    node_root: PathBuf,
+    /// The pool's agent token.
+    #[arg(long, env = "COBALT_AGENT_TOKEN", hide_env_values = true)]
+    token: String,
+    /// The Batch account.
+    #[arg(long, env = "COBALT_ACCOUNT", default_value = "devbatchaccount1")]
+    account: String,
+    /// The node id, when the server started this agent and named the node.
+    #[arg(long)]
+    node_id: Option<String>,
+    /// Exit (killing the running tasks) when the process with this pid, the server that started
+    /// this agent, exits.
+    #[arg(long, env = "COBALT_AGENT_PARENT", hide = true)]
+    parent_pid: Option<u32>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -65,7 +98,37 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Agent(args) => runtime.block_on(agent(args)),
     }
+}
+
+/// Runs a node agent until the server removes the node, a signal, or the parent server exits.
+async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    let config = cobalt_agent::AgentConfig {
+        server: args.server,
+        account: args.account,
+        pool_id: args.pool,
+        node_root: args.node_root,
+        token: args.token,
+        node_id: args.node_id,
+    };
+    let parent = args.parent_pid;
+    let stop = async move {
+        match parent {
+            Some(pid) => tokio::select! {
+                () = shutdown_signal() => {}
+                () = cobalt_agent::parent_exited(pid) => {
+                    tracing::warn!(pid, "the server that started this agent exited");
+                }
+            },
+            None => shutdown_signal().await,
+        }
+    };
+    match cobalt_agent::run(config, stop).await? {
+        cobalt_agent::Exit::Left => tracing::info!("the server removed this node; exiting"),
+        cobalt_agent::Exit::Shutdown => tracing::info!("stopped; running tasks were killed"),
+    }
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -84,6 +147,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.batch_port = args.batch_port;
     config.engine.uncommitted_ttl = Duration::from_secs(args.uncommitted_block_ttl);
     config.gc_interval = Duration::from_secs(args.gc_interval.max(1));
+    // Pools get local nodes: this same executable, started as `cobalt agent`.
+    config.agent_exe = std::env::current_exe().ok();
     let server = Server::start(config).await?;
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");

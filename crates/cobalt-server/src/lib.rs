@@ -13,6 +13,7 @@ use anyhow::Context;
 use cobalt_batch::Batch;
 use cobalt_blob::{BlobService, Engine, EngineConfig};
 use cobalt_model::{Accounts, DEV_STORAGE_ACCOUNT};
+use cobalt_nodes::{Nodes, NodesConfig};
 use cobalt_store::SqliteStore;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -106,6 +107,11 @@ pub struct ServerConfig {
     pub engine: EngineConfig,
     /// How often expired uncommitted blocks are swept.
     pub gc_interval: Duration,
+    /// The `cobalt` executable started (`cobalt agent …`) for each node of a pool; None: no
+    /// local nodes, pools get only the agents that connect from elsewhere.
+    pub agent_exe: Option<PathBuf>,
+    /// How often node agents must be heard from.
+    pub heartbeat: Duration,
 }
 
 impl ServerConfig {
@@ -134,6 +140,8 @@ impl ServerConfig {
             batch_accounts,
             engine: EngineConfig::default(),
             gc_interval: Duration::from_secs(3600),
+            agent_exe: None,
+            heartbeat: Duration::from_secs(2),
         }
     }
 }
@@ -182,6 +190,33 @@ async fn run_lifecycle(batch: Arc<Batch>, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// Node files for the Batch API, answered by the node agents through the dispatcher.
+#[derive(Debug)]
+struct NodeFilesOf(Arc<Nodes>);
+
+impl cobalt_batch_api::NodeAgents for NodeFilesOf {
+    fn file(
+        &self,
+        account: &str,
+        pool: &str,
+        node: &str,
+        path: &str,
+        op: cobalt_proto::FileOp,
+    ) -> Option<cobalt_proto::FileOutcome> {
+        self.0.file(account, pool, node, path, op)
+    }
+
+    fn act(
+        &self,
+        account: &str,
+        pool: &str,
+        node: &str,
+        action: cobalt_model::batch::NodeAction,
+    ) -> Result<(), cobalt_model::batch::NodeActionError> {
+        self.0.act(account, pool, node, action)
+    }
+}
+
 /// A started server.
 pub struct Server {
     /// Where the blob service listens.
@@ -190,6 +225,7 @@ pub struct Server {
     pub batch_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    nodes: Arc<Nodes>,
 }
 
 impl Server {
@@ -255,17 +291,31 @@ impl Server {
         })?;
         let control = Arc::new(control);
         tasks.spawn(run_lifecycle(Arc::clone(&control), rx.clone()));
-        let batch = Arc::new(cobalt_batch_api::BatchService {
-            accounts: batch_accounts,
-            batch: control,
-        });
         let listener = tokio::net::TcpListener::bind((config.host, config.batch_port))
             .await
             .with_context(|| format!("cannot listen on {}:{}", config.host, config.batch_port))?;
         let batch_addr = listener.local_addr()?;
+        // Local agents connect over loopback whatever address the service listens on.
+        let loopback = SocketAddr::from(([127, 0, 0, 1], batch_addr.port()));
+        let nodes = Nodes::start(
+            Arc::clone(&control),
+            batch_accounts.clone(),
+            NodesConfig {
+                data_dir: config.data_dir.clone(),
+                agent_exe: config.agent_exe.clone(),
+                batch_url: format!("http://{loopback}"),
+                heartbeat: config.heartbeat,
+            },
+        )
+        .context("cannot start the node dispatcher")?;
+        let batch = Arc::new(cobalt_batch_api::BatchService {
+            accounts: batch_accounts,
+            batch: control,
+            files: Some(Arc::new(NodeFilesOf(Arc::clone(&nodes)))),
+        });
         tasks.spawn(serve(
             listener,
-            cobalt_batch_api::router(batch),
+            nodes.router().merge(cobalt_batch_api::router(batch)),
             rx,
             "batch",
         ));
@@ -275,6 +325,7 @@ impl Server {
             batch_addr,
             shutdown,
             tasks,
+            nodes,
         })
     }
 
@@ -287,6 +338,7 @@ impl Server {
     /// [`DRAIN_TIMEOUT`]), and waits for every task. Cutting a request off is safe: nothing
     /// becomes visible before its metadata commits.
     pub async fn shutdown(mut self) {
+        self.nodes.shutdown();
         let _ = self.shutdown.send(true);
         let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
             while self.tasks.join_next().await.is_some() {}

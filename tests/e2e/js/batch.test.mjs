@@ -165,18 +165,20 @@ test("pool: add, get, $select, list with $filter/$select, exists, delete", async
   await client.pool.deleteMethod(other);
 });
 
-test("pool: targetDedicatedNodes > 0 stays resizing with no nodes", async () => {
+test("pool: targetDedicatedNodes > 0 gets local nodes that go idle", async () => {
   const id = uid("pool");
   await client.pool.add(poolSpec(id, 2));
-  const pool = await client.pool.get(id);
-  assert.equal(pool.allocationState, "resizing");
+  const pool = await waitFor("steady pool", () => client.pool.get(id), (p) => p.allocationState === "steady");
   assert.equal(pool.targetDedicatedNodes, 2);
-  assert.equal(pool.currentDedicatedNodes, 0);
-  const nodes = await client.computeNode.list(id);
-  assert.equal(nodes._response.status, 200);
-  assert.deepEqual([...nodes], []);
-  const resizing = await client.pool.list({ poolListOptions: { filter: `startswith(id,'js-pool-${RUN}') and allocationState eq 'resizing'` } });
-  assert.deepEqual(resizing.map((p) => p.id), [id]);
+  assert.equal(pool.currentDedicatedNodes, 2);
+  const idle = async () => [...(await client.computeNode.list(id))].filter((n) => n.state === "idle");
+  const nodes = await waitFor("two idle nodes", idle, (ns) => ns.length === 2, 20000);
+  for (const n of nodes) {
+    assert.match(n.id, /^tvm-/);
+    assert.equal(n.schedulingState, "enabled");
+  }
+  const steady = await client.pool.list({ poolListOptions: { filter: `startswith(id,'js-pool-${RUN}') and allocationState eq 'steady' and id eq '${id}'` } });
+  assert.deepEqual(steady.map((p) => p.id), [id]);
   await client.pool.deleteMethod(id);
 });
 

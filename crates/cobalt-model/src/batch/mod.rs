@@ -4,6 +4,7 @@
 
 mod common;
 mod job;
+mod node;
 mod pool;
 mod schedule;
 mod task;
@@ -11,6 +12,7 @@ mod time;
 
 pub use common::*;
 pub use job::*;
+pub use node::*;
 pub use pool::*;
 pub use schedule::*;
 pub use task::*;

@@ -1,0 +1,1451 @@
+//! The dispatcher: one thread that owns the live state of every pool's nodes and runs. It
+//! reacts to control-plane changes and agent messages, and each turn of its loop first
+//! drains every pending input, then applies the finished runs (one transaction per account),
+//! places runnable tasks on free slots (one transaction per pool), and saves changed node
+//! records — so a burst of work costs a handful of transactions, not one per task.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::process::Child;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use cobalt_batch::{Batch, BatchResult, Change, Conditions, RunOutcome, RunStart};
+use cobalt_model::Accounts;
+use cobalt_model::batch::{
+    AllocationState, DisableJobOption, JobState, Node, NodeAction, NodeActionError, NodeAgentInfo,
+    NodeDeallocationOption, NodeInfo, NodeState, Pool, PoolState, RecentTask, SchedulingState,
+    StartTaskInfo, StartTaskState, TaskResult, TaskState, Timestamp, id_key,
+};
+use cobalt_proto::{
+    AgentMessage, Event, FileOp, FileOutcome, FileRequest, Hello, RunEnd, RunKind, ServerMessage,
+    Welcome, layout,
+};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::NodesConfig;
+use crate::placement::{self, Slots};
+use crate::spawn;
+
+/// What the dispatcher hears.
+#[derive(Debug)]
+pub enum Input {
+    /// The control plane changed something.
+    Change(Change),
+    /// An agent said hello on connection `conn`; `out` reaches it.
+    Hello {
+        /// The connection.
+        conn: u64,
+        /// What it said.
+        hello: Hello,
+        /// Its token.
+        token: String,
+        /// Messages to the agent.
+        out: UnboundedSender<ServerMessage>,
+    },
+    /// An agent's later message.
+    Message {
+        /// The connection.
+        conn: u64,
+        /// The message.
+        message: AgentMessage,
+    },
+    /// A connection ended.
+    Closed {
+        /// The connection.
+        conn: u64,
+    },
+    /// A file request for a node; the answer (None: the node is not connected) goes to
+    /// `reply`.
+    File {
+        /// The account.
+        account: String,
+        /// The pool.
+        pool: String,
+        /// The node.
+        node: String,
+        /// Path relative to the node root.
+        path: String,
+        /// What to do.
+        op: FileOp,
+        /// Where the answer goes.
+        reply: std::sync::mpsc::Sender<Option<FileOutcome>>,
+    },
+    /// An operation on a node, answered on `reply`.
+    Act {
+        /// The account.
+        account: String,
+        /// The pool.
+        pool: String,
+        /// The node.
+        node: String,
+        /// What to do.
+        action: NodeAction,
+        /// Where the answer goes.
+        reply: std::sync::mpsc::Sender<Result<(), NodeActionError>>,
+    },
+    /// Stop everything.
+    Shutdown,
+}
+
+type PoolKey = (String, String);
+
+/// Most recent tasks a node record lists.
+const RECENT_TASKS: usize = 10;
+/// A local agent that dies this soon after starting, without connecting, failed to start.
+const QUICK_DEATH: Duration = Duration::from_secs(10);
+/// After this many failed starts in a row, a pool stops starting local agents.
+const MAX_SPAWN_FAILURES: u32 = 5;
+
+struct NodeRt {
+    node: Node,
+    out: Option<UnboundedSender<ServerMessage>>,
+    conn: Option<u64>,
+    child: Option<Child>,
+    started: Instant,
+    free: i32,
+    runs: HashSet<u64>,
+    start_task_run: Option<u64>,
+}
+
+struct PoolRt {
+    account: String,
+    pool: Pool,
+    nodes: BTreeMap<String, NodeRt>,
+    next_index: u32,
+    dirty: HashSet<String>,
+    removed: Vec<String>,
+    wants_schedule: bool,
+    spawn_failures: u32,
+    /// Nodes lost (agent died, server restarted) that a steady pool replaces.
+    lost: usize,
+}
+
+struct Run {
+    pool: PoolKey,
+    node: String,
+    kind: RunKind,
+    job: String,
+    task: String,
+    slots: i32,
+}
+
+struct Dispatcher {
+    batch: Arc<Batch>,
+    accounts: Accounts,
+    config: NodesConfig,
+    pools: HashMap<PoolKey, PoolRt>,
+    runs: HashMap<u64, Run>,
+    by_task: HashMap<(String, String, String), u64>,
+    conns: HashMap<u64, (PoolKey, String)>,
+    job_pool: HashMap<(String, String), String>,
+    outcomes: HashMap<String, Vec<RunOutcome>>,
+    leaving: Vec<(Child, Instant)>,
+    next_run: u64,
+    files: HashMap<u64, (u64, std::sync::mpsc::Sender<Option<FileOutcome>>)>,
+    next_file: u64,
+}
+
+/// Starts the dispatcher thread.
+pub fn spawn(
+    batch: Arc<Batch>,
+    accounts: Accounts,
+    config: NodesConfig,
+    rx: Receiver<Input>,
+) -> std::io::Result<()> {
+    let mut d = Dispatcher {
+        batch,
+        accounts,
+        config,
+        pools: HashMap::new(),
+        runs: HashMap::new(),
+        by_task: HashMap::new(),
+        conns: HashMap::new(),
+        job_pool: HashMap::new(),
+        outcomes: HashMap::new(),
+        leaving: Vec::new(),
+        next_run: 1,
+        files: HashMap::new(),
+        next_file: 1,
+    };
+    std::thread::Builder::new()
+        .name("cobalt-dispatcher".to_owned())
+        .spawn(move || d.run(&rx))?;
+    Ok(())
+}
+
+fn pool_key(account: &str, pool: &str) -> PoolKey {
+    (account.to_owned(), id_key(pool))
+}
+
+fn log_err<T>(what: &str, r: BatchResult<T>) -> Option<T> {
+    match r {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::error!(code = e.code.as_str(), "dispatcher: {what} failed");
+            None
+        }
+    }
+}
+
+impl Dispatcher {
+    fn run(&mut self, rx: &Receiver<Input>) {
+        self.recover();
+        loop {
+            let mut stop = false;
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(input) => stop |= self.handle(input),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => stop = true,
+            }
+            while let Ok(input) = rx.try_recv() {
+                stop |= self.handle(input);
+            }
+            if stop {
+                self.stop_all();
+                return;
+            }
+            self.flush_outcomes();
+            self.schedule_all();
+            self.reap();
+            self.flush_nodes();
+        }
+    }
+
+    /// A previous process's runs are gone with its agents: requeue them (not counted as
+    /// retries) and start every pool's nodes afresh.
+    fn recover(&mut self) {
+        let accounts: Vec<String> = self.accounts.names().map(str::to_owned).collect();
+        for account in accounts {
+            if let Some(running) =
+                log_err("listing running tasks", self.batch.running_tasks(&account))
+            {
+                log_err(
+                    "requeueing tasks",
+                    self.batch.requeue_runs(&account, running, false),
+                );
+            }
+            let Some(pools) = log_err("listing pools", self.batch.all_pools(&account)) else {
+                continue;
+            };
+            for pool in pools {
+                // The nodes the pool had are lost with the previous process; it gets as many.
+                let had =
+                    usize::try_from(pool.current_dedicated_nodes + pool.current_low_priority_nodes)
+                        .unwrap_or(0);
+                let stale: Vec<String> = log_err(
+                    "listing nodes",
+                    self.batch.pool_nodes(&account, &pool.spec.id),
+                )
+                .unwrap_or_default()
+                .into_iter()
+                .map(|n| n.id)
+                .collect();
+                log_err(
+                    "removing stale nodes",
+                    self.batch.save_nodes(&account, &pool.spec.id, &[], &stale),
+                );
+                self.refresh_pool(&account, &pool.spec.id, had);
+            }
+        }
+    }
+
+    /// Handles one input; true means stop.
+    fn handle(&mut self, input: Input) -> bool {
+        match input {
+            Input::Change(change) => self.on_change(change),
+            Input::Hello {
+                conn,
+                hello,
+                token,
+                out,
+            } => self.on_hello(conn, hello, &token, out),
+            Input::Message { conn, message } => self.on_message(conn, message),
+            Input::Closed { conn } => self.on_closed(conn),
+            Input::File {
+                account,
+                pool,
+                node,
+                path,
+                op,
+                reply,
+            } => {
+                self.on_file(&account, &pool, &node, path, op, reply);
+            }
+            Input::Act {
+                account,
+                pool,
+                node,
+                action,
+                reply,
+            } => {
+                let _ = reply.send(self.on_act(&account, &pool, &node, action));
+            }
+            Input::Shutdown => return true,
+        }
+        false
+    }
+
+    fn on_change(&mut self, change: Change) {
+        match change {
+            Change::Pool { account, pool } => self.refresh_pool(&account, &pool, 0),
+            Change::Tasks { account, job } => self.wake_job_pool(&account, &job),
+            Change::Job { account, job } => self.on_job(&account, &job),
+            Change::JobDisabling {
+                account,
+                job,
+                option,
+            } => self.on_job_disabling(&account, &job, option),
+            Change::NodesRemoved {
+                account,
+                pool,
+                nodes,
+                option,
+            } => {
+                let key = pool_key(&account, &pool);
+                for node in nodes {
+                    self.stop_node_runs(&key, &node, option);
+                    self.remove_node(&key, &node, true, false);
+                }
+            }
+            Change::TaskStopped { account, job, task } => {
+                if let Some(run) = self
+                    .by_task
+                    .get(&(account, id_key(&job), id_key(&task)))
+                    .copied()
+                {
+                    self.kill_run(run);
+                }
+            }
+        }
+    }
+
+    fn job_pool_of(&mut self, account: &str, job: &str) -> Option<String> {
+        let key = (account.to_owned(), id_key(job));
+        if let Some(p) = self.job_pool.get(&key) {
+            return Some(p.clone());
+        }
+        let job = self
+            .batch
+            .get_job(account, job, &Conditions::default())
+            .ok()?;
+        let pool = id_key(job.spec.pool_info.pool_id.as_deref()?);
+        self.job_pool.insert(key, pool.clone());
+        Some(pool)
+    }
+
+    fn wake_job_pool(&mut self, account: &str, job: &str) {
+        if let Some(pool) = self.job_pool_of(account, job)
+            && let Some(p) = self.pools.get_mut(&(account.to_owned(), pool))
+        {
+            p.wants_schedule = true;
+        }
+    }
+
+    fn job_runs(&self, account: &str, job: &str) -> Vec<u64> {
+        let job = id_key(job);
+        self.runs
+            .iter()
+            .filter(|(_, r)| {
+                r.pool.0 == account && id_key(&r.job) == job && r.kind == RunKind::Task
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    fn on_job(&mut self, account: &str, job_id: &str) {
+        self.job_pool.remove(&(account.to_owned(), id_key(job_id)));
+        let Ok(job) = self.batch.get_job(account, job_id, &Conditions::default()) else {
+            // Deleted: its runs stop.
+            for run in self.job_runs(account, job_id) {
+                self.kill_run(run);
+            }
+            return;
+        };
+        match job.state {
+            JobState::Terminating | JobState::Completed | JobState::Deleting => {
+                let runs = self.job_runs(account, job_id);
+                let tasks: Vec<(String, String)> = runs
+                    .iter()
+                    .filter_map(|r| self.runs.get(r).map(|r| (r.job.clone(), r.task.clone())))
+                    .collect();
+                for run in runs {
+                    self.kill_run(run);
+                }
+                if job.state != JobState::Deleting && !tasks.is_empty() {
+                    log_err(
+                        "ending tasks of a terminated job",
+                        self.batch.end_runs(
+                            account,
+                            tasks,
+                            "Task was ended because its job was terminated",
+                        ),
+                    );
+                }
+            }
+            _ => self.wake_job_pool(account, job_id),
+        }
+    }
+
+    fn on_job_disabling(&mut self, account: &str, job: &str, option: DisableJobOption) {
+        if option == DisableJobOption::Wait {
+            return;
+        }
+        let runs = self.job_runs(account, job);
+        let tasks: Vec<(String, String)> = runs
+            .iter()
+            .filter_map(|r| self.runs.get(r).map(|r| (r.job.clone(), r.task.clone())))
+            .collect();
+        for run in runs {
+            self.kill_run(run);
+        }
+        let r = if option == DisableJobOption::Requeue {
+            self.batch.requeue_runs(account, tasks, true)
+        } else {
+            self.batch.end_runs(
+                account,
+                tasks,
+                "Task was ended because its job was disabled",
+            )
+        };
+        log_err("stopping tasks of a disabled job", r);
+    }
+
+    /// Reloads a pool after a change: its targets, start task and state; `lost` nodes are to
+    /// be replaced even if the pool is steady.
+    fn refresh_pool(&mut self, account: &str, pool_id: &str, lost: usize) {
+        let key = pool_key(account, pool_id);
+        let pool = self
+            .batch
+            .get_pool(account, pool_id, &Conditions::default())
+            .ok();
+        match pool {
+            Some(pool) if pool.state == PoolState::Active => {
+                let rt = self.pools.entry(key.clone()).or_insert_with(|| PoolRt {
+                    account: account.to_owned(),
+                    pool: pool.clone(),
+                    nodes: BTreeMap::new(),
+                    next_index: 1,
+                    dirty: HashSet::new(),
+                    removed: Vec::new(),
+                    wants_schedule: true,
+                    spawn_failures: 0,
+                    lost: 0,
+                });
+                rt.lost += lost;
+                if rt.pool.target_nodes() != pool.target_nodes() {
+                    rt.spawn_failures = 0;
+                }
+                rt.pool = pool;
+                rt.wants_schedule = true;
+                self.ensure_size(&key);
+            }
+            _ => self.drain_pool(&key),
+        }
+    }
+
+    /// A pool being deleted (or gone): every node leaves, its runs go back to the queue.
+    fn drain_pool(&mut self, key: &PoolKey) {
+        let Some(rt) = self.pools.get(key) else {
+            // Nodes left over by an earlier process.
+            if let Some(nodes) = log_err("listing nodes", self.batch.pool_nodes(&key.0, &key.1)) {
+                let ids: Vec<String> = nodes.into_iter().map(|n| n.id).collect();
+                if !ids.is_empty() {
+                    log_err(
+                        "removing nodes",
+                        self.batch.save_nodes(&key.0, &key.1, &[], &ids),
+                    );
+                }
+            }
+            return;
+        };
+        let ids: Vec<String> = rt.nodes.keys().cloned().collect();
+        for id in ids {
+            self.remove_node(key, &id, true, false);
+        }
+        if let Some(rt) = self.pools.remove(key) {
+            log_err(
+                "removing nodes",
+                self.batch
+                    .save_nodes(&rt.account, &rt.pool.spec.id, &[], &rt.removed),
+            );
+        }
+    }
+
+    /// Starts or removes local nodes until the pool has its target.
+    fn ensure_size(&mut self, key: &PoolKey) {
+        let Some(rt) = self.pools.get_mut(key) else {
+            return;
+        };
+        let target = usize::try_from(rt.pool.target_nodes()).unwrap_or(0);
+        let live = rt.nodes.len();
+        // A resizing pool moves to its target; a steady one (e.g. after a stopped resize)
+        // only replaces lost nodes.
+        let resizing = rt.pool.allocation_state == AllocationState::Resizing;
+        let want = if resizing {
+            target
+        } else {
+            (live + rt.lost).min(target)
+        };
+        rt.lost = 0;
+        if live < want {
+            for _ in live..want {
+                if !self.start_local_node(key) {
+                    break;
+                }
+            }
+        } else if resizing && live > target {
+            // Remove idle nodes first, then the least busy.
+            let mut order: Vec<(usize, String)> = rt
+                .nodes
+                .iter()
+                .map(|(id, n)| (n.runs.len(), id.clone()))
+                .collect();
+            order.sort();
+            for (_, id) in order.into_iter().take(live - target) {
+                self.remove_node(key, &id, true, true);
+            }
+        }
+    }
+
+    fn start_local_node(&mut self, key: &PoolKey) -> bool {
+        let Some(rt) = self.pools.get_mut(key) else {
+            return false;
+        };
+        if rt.spawn_failures >= MAX_SPAWN_FAILURES {
+            return false;
+        }
+        let Some(exe) = &self.config.agent_exe else {
+            return false;
+        };
+        let Some(account) = self.accounts.get(&rt.account) else {
+            return false;
+        };
+        let Some(key_bytes) = account.keys.first() else {
+            return false;
+        };
+        let now = Timestamp::now();
+        let id = spawn::node_id(&rt.pool.spec.id, rt.next_index, now);
+        rt.next_index += 1;
+        let root = spawn::node_root(&self.config.data_dir, &rt.account, &rt.pool.spec.id, &id);
+        let child = spawn::start(&spawn::LocalAgent {
+            exe,
+            server: &self.config.batch_url,
+            account: &rt.account,
+            key: key_bytes,
+            pool: &rt.pool.spec.id,
+            node: &id,
+            root: &root,
+        });
+        let child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(pool = rt.pool.spec.id, error = %e, "cannot start a node agent");
+                rt.spawn_failures += 1;
+                return false;
+            }
+        };
+        tracing::info!(pool = rt.pool.spec.id, node = id, "starting a node agent");
+        let node = Node {
+            id: id.clone(),
+            state: NodeState::Creating,
+            scheduling_state: SchedulingState::Enabled,
+            state_transition_time: now,
+            last_boot_time: None,
+            allocation_time: now,
+            ip_address: None,
+            affinity_id: format!("TVM:{id}"),
+            vm_size: rt.pool.spec.vm_size.clone(),
+            total_tasks_run: 0,
+            running_tasks_count: 0,
+            running_task_slots_count: 0,
+            total_tasks_succeeded: 0,
+            recent_tasks: Vec::new(),
+            start_task: rt.pool.spec.start_task.clone(),
+            start_task_info: None,
+            is_dedicated: true,
+            node_agent_info: None,
+        };
+        let free = rt.pool.task_slots_per_node();
+        rt.nodes.insert(
+            id.clone(),
+            NodeRt {
+                node,
+                out: None,
+                conn: None,
+                child: Some(child),
+                started: Instant::now(),
+                free,
+                runs: HashSet::new(),
+                start_task_run: None,
+            },
+        );
+        rt.dirty.insert(id);
+        true
+    }
+
+    /// Takes a node out of its pool: it is told to leave, its runs go back to the queue
+    /// (`counted`: as a requeue the user asked for, e.g. a resize down).
+    fn remove_node(&mut self, key: &PoolKey, id: &str, wipe: bool, counted: bool) {
+        let Some(rt) = self.pools.get_mut(key) else {
+            return;
+        };
+        let Some(mut node) = rt.nodes.remove(id) else {
+            return;
+        };
+        rt.dirty.remove(id);
+        rt.removed.push(id.to_owned());
+        if let Some(out) = &node.out {
+            let _ = out.send(ServerMessage::Leave { wipe });
+        }
+        if let Some(conn) = node.conn {
+            self.conns.remove(&conn);
+        }
+        if let Some(child) = node.child.take() {
+            self.leaving.push((child, Instant::now()));
+        }
+        let account = rt.account.clone();
+        let tasks = self.forget_runs(&node.runs);
+        if !tasks.is_empty() {
+            log_err(
+                "requeueing tasks",
+                self.batch.requeue_runs(&account, tasks, counted),
+            );
+        }
+    }
+
+    /// Drops runs from the books; returns the (job, task) of the task runs among them.
+    fn forget_runs(&mut self, runs: &HashSet<u64>) -> Vec<(String, String)> {
+        let mut tasks = Vec::new();
+        for run in runs {
+            if let Some(r) = self.runs.remove(run) {
+                self.by_task
+                    .remove(&(r.pool.0.clone(), id_key(&r.job), id_key(&r.task)));
+                if r.kind == RunKind::Task {
+                    tasks.push((r.job, r.task));
+                }
+            }
+        }
+        tasks
+    }
+
+    fn kill_run(&mut self, run: u64) {
+        let Some(r) = self.runs.remove(&run) else {
+            return;
+        };
+        self.by_task
+            .remove(&(r.pool.0.clone(), id_key(&r.job), id_key(&r.task)));
+        if let Some(rt) = self.pools.get_mut(&r.pool)
+            && let Some(node) = rt.nodes.get_mut(&r.node)
+        {
+            if let Some(out) = &node.out {
+                let _ = out.send(ServerMessage::Kill { run });
+            }
+            node.runs.remove(&run);
+            node.free += r.slots;
+            update_counters(&mut node.node, &self.runs, &node.runs);
+            rt.dirty.insert(r.node.clone());
+            rt.wants_schedule = true;
+        }
+    }
+
+    fn on_hello(
+        &mut self,
+        conn: u64,
+        hello: Hello,
+        token: &str,
+        out: UnboundedSender<ServerMessage>,
+    ) {
+        let allowed = self
+            .accounts
+            .get(&hello.account)
+            .is_some_and(|a| cobalt_proto::verify_agent_token(a, &hello.pool_id, token));
+        let key = pool_key(&hello.account, &hello.pool_id);
+        if !allowed || !self.pools.contains_key(&key) {
+            tracing::warn!(pool = hello.pool_id, allowed, "refusing a node agent");
+            let _ = out.send(ServerMessage::Leave { wipe: false });
+            return;
+        }
+        let now = Timestamp::now();
+        let Some(rt) = self.pools.get_mut(&key) else {
+            return;
+        };
+        let id = match hello.node_id.clone() {
+            Some(id) => id,
+            None => {
+                let id = spawn::node_id(&rt.pool.spec.id, rt.next_index, now);
+                rt.next_index += 1;
+                id
+            }
+        };
+        let slots = rt.pool.task_slots_per_node();
+        let vm_size = rt.pool.spec.vm_size.clone();
+        let start_task = rt.pool.spec.start_task.clone();
+        let entry = rt.nodes.entry(id.clone()).or_insert_with(|| NodeRt {
+            node: Node {
+                id: id.clone(),
+                state: NodeState::Creating,
+                scheduling_state: SchedulingState::Enabled,
+                state_transition_time: now,
+                last_boot_time: None,
+                allocation_time: now,
+                ip_address: None,
+                affinity_id: format!("TVM:{id}"),
+                vm_size,
+                total_tasks_run: 0,
+                running_tasks_count: 0,
+                running_task_slots_count: 0,
+                total_tasks_succeeded: 0,
+                recent_tasks: Vec::new(),
+                start_task: start_task.clone(),
+                start_task_info: None,
+                is_dedicated: true,
+                node_agent_info: None,
+            },
+            out: None,
+            conn: None,
+            child: None,
+            started: Instant::now(),
+            free: slots,
+            runs: HashSet::new(),
+            start_task_run: None,
+        });
+        if let Some(old) = entry.conn.replace(conn) {
+            self.conns.remove(&old);
+        }
+        entry.out = Some(out.clone());
+        entry.node.ip_address = Some(hello.ip_address.clone());
+        entry.node.node_agent_info = Some(NodeAgentInfo {
+            version: hello.agent_version.clone(),
+            last_update_time: now,
+        });
+        // Runs the agent no longer has were lost with it; runs it has that we do not know are
+        // stale: kill them.
+        let reported: HashSet<u64> = hello.running.iter().copied().collect();
+        let lost: HashSet<u64> = entry.runs.difference(&reported).copied().collect();
+        for run in reported.difference(&entry.runs) {
+            let _ = out.send(ServerMessage::Kill { run: *run });
+        }
+        let fresh = entry.node.last_boot_time.is_none()
+            || !lost.is_empty() && entry.runs.len() == lost.len();
+        if fresh {
+            entry.node.last_boot_time = Some(now);
+        }
+        let env = vec![
+            ("AZ_BATCH_ACCOUNT_NAME".to_owned(), hello.account.clone()),
+            (
+                "AZ_BATCH_ACCOUNT_URL".to_owned(),
+                self.config.batch_url.clone(),
+            ),
+            ("AZ_BATCH_POOL_ID".to_owned(), rt.pool.spec.id.clone()),
+            ("AZ_BATCH_NODE_ID".to_owned(), id.clone()),
+            ("AZ_BATCH_NODE_IS_DEDICATED".to_owned(), "true".to_owned()),
+        ];
+        let _ = out.send(ServerMessage::Welcome(Welcome {
+            node_id: id.clone(),
+            environment: env,
+            heartbeat_seconds: self.config.heartbeat.as_secs().max(1),
+        }));
+        let needs_start_task =
+            entry.node.start_task_info.is_none() && entry.start_task_run.is_none();
+        let account = rt.account.clone();
+        rt.dirty.insert(id.clone());
+        rt.wants_schedule = true;
+        self.conns.insert(conn, (key.clone(), id.clone()));
+        let tasks = self.forget_runs(&lost);
+        if let Some(node) = self.pools.get_mut(&key).and_then(|p| p.nodes.get_mut(&id)) {
+            for run in &lost {
+                node.runs.remove(run);
+            }
+            node.free = slots
+                - node
+                    .runs
+                    .iter()
+                    .filter_map(|r| self.runs.get(r))
+                    .map(|r| r.slots)
+                    .sum::<i32>();
+        }
+        if !tasks.is_empty() {
+            log_err(
+                "requeueing lost tasks",
+                self.batch.requeue_runs(&account, tasks, false),
+            );
+        }
+        match start_task.filter(|_| needs_start_task) {
+            Some(start) => self.run_start_task(&key, &id, &start, 0),
+            None => self.set_node_state(&key, &id, NodeState::Idle),
+        }
+    }
+
+    fn run_start_task(
+        &mut self,
+        key: &PoolKey,
+        id: &str,
+        start: &cobalt_model::batch::StartTask,
+        retry: i32,
+    ) {
+        let run = self.next_run;
+        self.next_run += 1;
+        let Some(rt) = self.pools.get_mut(key) else {
+            return;
+        };
+        let Some(node) = rt.nodes.get_mut(id) else {
+            return;
+        };
+        let now = Timestamp::now();
+        node.start_task_run = Some(run);
+        node.node.start_task_info = Some(StartTaskInfo {
+            state: StartTaskState::Running,
+            start_time: now,
+            end_time: None,
+            exit_code: None,
+            failure_info: None,
+            retry_count: retry,
+            last_retry_time: (retry > 0).then_some(now),
+            result: None,
+        });
+        let wait = start.wait_for_success.unwrap_or(true);
+        node.node.transition(
+            if wait {
+                NodeState::WaitingForStartTask
+            } else {
+                NodeState::Idle
+            },
+            now,
+        );
+        if let Some(out) = &node.out {
+            let _ = out.send(ServerMessage::Run {
+                runs: vec![placement::start_task_assignment(run, start)],
+            });
+        }
+        rt.dirty.insert(id.to_owned());
+        self.runs.insert(
+            run,
+            Run {
+                pool: key.clone(),
+                node: id.to_owned(),
+                kind: RunKind::StartTask,
+                job: String::new(),
+                task: String::new(),
+                slots: 0,
+            },
+        );
+    }
+
+    fn set_node_state(&mut self, key: &PoolKey, id: &str, state: NodeState) {
+        if let Some(rt) = self.pools.get_mut(key)
+            && let Some(node) = rt.nodes.get_mut(id)
+        {
+            node.node.transition(state, Timestamp::now());
+            rt.dirty.insert(id.to_owned());
+            rt.wants_schedule = true;
+        }
+    }
+
+    fn on_message(&mut self, conn: u64, message: AgentMessage) {
+        match message {
+            AgentMessage::Events { events } => {
+                for event in events {
+                    if let Event::Ended(end) = event {
+                        self.on_run_end(end);
+                    }
+                }
+            }
+            AgentMessage::Hello(_) => tracing::warn!(conn, "a second hello; ignored"),
+            AgentMessage::FileReply(reply) => {
+                if let Some((_, tx)) = self.files.remove(&reply.id) {
+                    let _ = tx.send(Some(reply.outcome));
+                }
+            }
+        }
+    }
+
+    fn on_run_end(&mut self, end: RunEnd) {
+        let Some(run) = self.runs.remove(&end.run) else {
+            return;
+        };
+        self.by_task
+            .remove(&(run.pool.0.clone(), id_key(&run.job), id_key(&run.task)));
+        let Some(rt) = self.pools.get_mut(&run.pool) else {
+            return;
+        };
+        let account = rt.account.clone();
+        let Some(node) = rt.nodes.get_mut(&run.node) else {
+            return;
+        };
+        node.runs.remove(&end.run);
+        node.free += run.slots;
+        rt.dirty.insert(run.node.clone());
+        rt.wants_schedule = true;
+        match run.kind {
+            RunKind::StartTask => {
+                let start = rt.pool.spec.start_task.clone();
+                let key = run.pool.clone();
+                self.on_start_task_end(&key, &run.node, &end, start);
+            }
+            _ => {
+                let succeeded = end.result == TaskResult::Success;
+                node.node.total_tasks_run += 1;
+                if succeeded {
+                    node.node.total_tasks_succeeded += 1;
+                }
+                node.node
+                    .recent_tasks
+                    .retain(|t| !(t.job_id == run.job && t.task_id == run.task));
+                node.node.recent_tasks.insert(
+                    0,
+                    RecentTask {
+                        task_url: None,
+                        job_id: run.job.clone(),
+                        task_id: run.task.clone(),
+                        task_state: TaskState::Completed,
+                    },
+                );
+                node.node.recent_tasks.truncate(RECENT_TASKS);
+                update_counters(&mut node.node, &self.runs, &node.runs);
+                self.outcomes.entry(account).or_default().push(RunOutcome {
+                    job_id: run.job,
+                    task_id: run.task,
+                    node_id: run.node,
+                    start_time: end.start_time,
+                    end_time: end.end_time,
+                    exit_code: end.exit_code,
+                    failure_info: end.failure_info,
+                    pre_processing_error: end.pre_processing_error,
+                    file_upload_error: end.file_upload_error,
+                });
+            }
+        }
+    }
+
+    fn on_start_task_end(
+        &mut self,
+        key: &PoolKey,
+        id: &str,
+        end: &RunEnd,
+        start: Option<cobalt_model::batch::StartTask>,
+    ) {
+        let Some(start) = start else { return };
+        let Some(node) = self.pools.get_mut(key).and_then(|p| p.nodes.get_mut(id)) else {
+            return;
+        };
+        node.start_task_run = None;
+        let retry = node
+            .node
+            .start_task_info
+            .as_ref()
+            .map_or(0, |i| i.retry_count);
+        let max = start.max_task_retry_count.unwrap_or(0);
+        if let Some(info) = &mut node.node.start_task_info {
+            info.state = StartTaskState::Completed;
+            info.start_time = end.start_time.unwrap_or(info.start_time);
+            info.end_time = Some(end.end_time);
+            info.exit_code = end.exit_code;
+            info.result = Some(end.result);
+            info.failure_info = end.failure_info.clone();
+        }
+        if end.result == TaskResult::Success {
+            self.set_node_state(key, id, NodeState::Idle);
+            return;
+        }
+        let retryable = end.exit_code.is_some_and(|c| c != 0) && !end.pre_processing_error;
+        if retryable && (max == -1 || retry < max) {
+            self.run_start_task(key, id, &start, retry + 1);
+        } else if start.wait_for_success.unwrap_or(true) {
+            self.set_node_state(key, id, NodeState::StartTaskFailed);
+        } else {
+            self.set_node_state(key, id, NodeState::Idle);
+        }
+    }
+
+    fn on_file(
+        &mut self,
+        account: &str,
+        pool: &str,
+        node: &str,
+        path: String,
+        op: FileOp,
+        reply: std::sync::mpsc::Sender<Option<FileOutcome>>,
+    ) {
+        let node = self
+            .pools
+            .get(&pool_key(account, pool))
+            .and_then(|p| p.nodes.get(node))
+            .and_then(|n| Some((n.out.clone()?, n.conn?)));
+        let Some((out, conn)) = node else {
+            let _ = reply.send(None);
+            return;
+        };
+        let id = self.next_file;
+        self.next_file += 1;
+        if out
+            .send(ServerMessage::File(FileRequest { id, path, op }))
+            .is_ok()
+        {
+            self.files.insert(id, (conn, reply));
+        } else {
+            let _ = reply.send(None);
+        }
+    }
+
+    /// Stops the runs of a node per `option`: requeue (counted), terminate (completed with a
+    /// failure), or let them finish (`taskcompletion`, `retaineddata`).
+    fn stop_node_runs(&mut self, key: &PoolKey, id: &str, option: NodeDeallocationOption) {
+        let Some(rt) = self.pools.get(key) else {
+            return;
+        };
+        let Some(node) = rt.nodes.get(id) else { return };
+        if matches!(
+            option,
+            NodeDeallocationOption::TaskCompletion | NodeDeallocationOption::RetainedData
+        ) {
+            return;
+        }
+        let account = rt.account.clone();
+        let runs: Vec<u64> = node
+            .runs
+            .iter()
+            .copied()
+            .filter(|r| self.runs.get(r).is_some_and(|r| r.kind == RunKind::Task))
+            .collect();
+        let tasks: Vec<(String, String)> = runs
+            .iter()
+            .filter_map(|r| self.runs.get(r).map(|r| (r.job.clone(), r.task.clone())))
+            .collect();
+        for run in runs {
+            self.kill_run(run);
+        }
+        if tasks.is_empty() {
+            return;
+        }
+        let r = if option == NodeDeallocationOption::Requeue {
+            self.batch.requeue_runs(&account, tasks, true)
+        } else {
+            self.batch.end_runs(
+                &account,
+                tasks,
+                "Task was ended because its node was removed or restarted",
+            )
+        };
+        log_err("stopping the tasks of a node", r);
+    }
+
+    fn on_act(
+        &mut self,
+        account: &str,
+        pool: &str,
+        id: &str,
+        action: NodeAction,
+    ) -> Result<(), NodeActionError> {
+        let key = pool_key(account, pool);
+        let node = self
+            .pools
+            .get(&key)
+            .and_then(|p| p.nodes.get(id))
+            .ok_or(NodeActionError::NotFound)?;
+        let local = node.child.is_some();
+        match action {
+            NodeAction::EnableScheduling => {
+                let Some(n) = self.pools.get_mut(&key).and_then(|p| p.nodes.get_mut(id)) else {
+                    return Err(NodeActionError::NotFound);
+                };
+                n.node.scheduling_state = SchedulingState::Enabled;
+                if n.node.state == NodeState::Offline {
+                    let state = if n.runs.is_empty() {
+                        NodeState::Idle
+                    } else {
+                        NodeState::Running
+                    };
+                    n.node.transition(state, Timestamp::now());
+                }
+                self.touch_node(&key, id);
+            }
+            NodeAction::DisableScheduling(option) => {
+                self.stop_node_runs(&key, id, option);
+                let Some(n) = self.pools.get_mut(&key).and_then(|p| p.nodes.get_mut(id)) else {
+                    return Err(NodeActionError::NotFound);
+                };
+                n.node.scheduling_state = SchedulingState::Disabled;
+                if matches!(n.node.state, NodeState::Idle | NodeState::Running) {
+                    n.node.transition(NodeState::Offline, Timestamp::now());
+                }
+                self.touch_node(&key, id);
+            }
+            NodeAction::Reboot(option) | NodeAction::Reimage(option) => {
+                if !local {
+                    // A remote machine restarts its agent itself; Cobalt cannot reboot it.
+                    return Err(NodeActionError::InvalidState);
+                }
+                let wipe = matches!(action, NodeAction::Reimage(_));
+                self.stop_node_runs(&key, id, option);
+                self.restart_local_node(&key, id, wipe);
+            }
+        }
+        Ok(())
+    }
+
+    fn touch_node(&mut self, key: &PoolKey, id: &str) {
+        if let Some(rt) = self.pools.get_mut(key) {
+            rt.dirty.insert(id.to_owned());
+            rt.wants_schedule = true;
+        }
+    }
+
+    /// Restarts a local agent under the same node id and root (wiped first for a reimage):
+    /// the node goes `rebooting`/`reimaging`, then through `starting` and its start task again.
+    fn restart_local_node(&mut self, key: &PoolKey, id: &str, wipe: bool) {
+        let Some(exe) = self.config.agent_exe.clone() else {
+            return;
+        };
+        let Some(rt) = self.pools.get_mut(key) else {
+            return;
+        };
+        let Some(account) = self.accounts.get(&rt.account) else {
+            return;
+        };
+        let Some(account_key) = account.keys.first() else {
+            return;
+        };
+        let Some(node) = rt.nodes.get_mut(id) else {
+            return;
+        };
+        if let Some(out) = node.out.take() {
+            let _ = out.send(ServerMessage::Leave { wipe });
+        }
+        if let Some(conn) = node.conn.take() {
+            self.conns.remove(&conn);
+        }
+        if let Some(child) = node.child.take() {
+            self.leaving.push((child, Instant::now()));
+        }
+        let now = Timestamp::now();
+        node.node.transition(
+            if wipe {
+                NodeState::Reimaging
+            } else {
+                NodeState::Rebooting
+            },
+            now,
+        );
+        node.node.start_task_info = None;
+        node.node.last_boot_time = None;
+        node.start_task_run = None;
+        node.free = rt.pool.task_slots_per_node();
+        let root = spawn::node_root(&self.config.data_dir, &rt.account, &rt.pool.spec.id, id);
+        if wipe {
+            // The old agent wipes too; removing here makes sure nothing of it is left.
+            let _ = std::fs::remove_dir_all(&root);
+        }
+        match spawn::start(&spawn::LocalAgent {
+            exe: &exe,
+            server: &self.config.batch_url,
+            account: &rt.account,
+            key: account_key,
+            pool: &rt.pool.spec.id,
+            node: id,
+            root: &root,
+        }) {
+            Ok(child) => {
+                node.child = Some(child);
+                node.started = Instant::now();
+            }
+            Err(e) => tracing::error!(node = id, error = %e, "cannot restart a node agent"),
+        }
+        rt.dirty.insert(id.to_owned());
+    }
+
+    fn on_closed(&mut self, conn: u64) {
+        // Pending file requests of the connection are answered "not connected".
+        self.files.retain(|_, (c, _)| *c != conn);
+        let Some((key, id)) = self.conns.remove(&conn) else {
+            return;
+        };
+        let Some(rt) = self.pools.get_mut(&key) else {
+            return;
+        };
+        let Some(node) = rt.nodes.get_mut(&id) else {
+            return;
+        };
+        if node.conn != Some(conn) {
+            return;
+        }
+        node.conn = None;
+        node.out = None;
+        if node.child.is_some() {
+            // A local agent that lost its connection is gone: replace it.
+            tracing::warn!(node = id, "local node agent disconnected; replacing it");
+            self.remove_node(&key, &id, false, false);
+            if let Some(rt) = self.pools.get_mut(&key) {
+                rt.lost += 1;
+            }
+            self.ensure_size(&key);
+        } else {
+            tracing::warn!(node = id, "node agent disconnected");
+            let runs = std::mem::take(&mut node.runs);
+            node.free = rt.pool.task_slots_per_node();
+            node.start_task_run = None;
+            node.node.transition(NodeState::Unknown, Timestamp::now());
+            update_counters(&mut node.node, &HashMap::new(), &HashSet::new());
+            rt.dirty.insert(id.clone());
+            let account = rt.account.clone();
+            let tasks = self.forget_runs(&runs);
+            if !tasks.is_empty() {
+                log_err(
+                    "requeueing tasks of a lost node",
+                    self.batch.requeue_runs(&account, tasks, false),
+                );
+            }
+        }
+    }
+
+    fn flush_outcomes(&mut self) {
+        for (account, outcomes) in std::mem::take(&mut self.outcomes) {
+            log_err(
+                "recording finished tasks",
+                self.batch.finish_runs(&account, outcomes),
+            );
+        }
+    }
+
+    fn schedule_all(&mut self) {
+        let keys: Vec<PoolKey> = self
+            .pools
+            .iter()
+            .filter(|(_, p)| p.wants_schedule)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            if let Some(p) = self.pools.get_mut(&key) {
+                p.wants_schedule = false;
+            }
+            self.schedule(&key);
+        }
+    }
+
+    fn schedule(&mut self, key: &PoolKey) {
+        let Some(rt) = self.pools.get(key) else {
+            return;
+        };
+        let mut slots: Vec<Slots> = rt
+            .nodes
+            .iter()
+            .filter(|(_, n)| {
+                n.out.is_some()
+                    && n.free > 0
+                    && n.node.scheduling_state == SchedulingState::Enabled
+                    && matches!(n.node.state, NodeState::Idle | NodeState::Running)
+            })
+            .map(|(id, n)| Slots {
+                node: id.clone(),
+                free: n.free,
+            })
+            .collect();
+        let free: i32 = slots.iter().map(|s| s.free).sum();
+        if free <= 0 {
+            return;
+        }
+        let pack = rt
+            .pool
+            .spec
+            .other
+            .get("taskSchedulingPolicy")
+            .and_then(|p| p.get("nodeFillType"))
+            .and_then(|v| v.as_str())
+            == Some("pack");
+        let account = rt.account.clone();
+        let pool_id = rt.pool.spec.id.clone();
+        let Some(runnable) = log_err(
+            "finding runnable tasks",
+            self.batch
+                .runnable(&account, &pool_id, usize::try_from(free).unwrap_or(0)),
+        ) else {
+            return;
+        };
+        let mut starts = Vec::new();
+        let mut placed: HashMap<(String, String), String> = HashMap::new();
+        for rj in &runnable {
+            for task in &rj.tasks {
+                let Some(i) = placement::place(&slots, task.required_slots(), pack) else {
+                    continue;
+                };
+                slots[i].free -= task.required_slots();
+                let node = slots[i].node.clone();
+                let node_url =
+                    format!("{}/pools/{}/nodes/{}", self.config.batch_url, pool_id, node);
+                let dir = layout::task_dir(&rj.job.id, &task.spec.id);
+                starts.push(RunStart {
+                    job_id: rj.job.id.clone(),
+                    task_id: task.spec.id.clone(),
+                    node_info: NodeInfo {
+                        affinity_id: Some(format!("TVM:{node}")),
+                        node_url: Some(node_url.clone()),
+                        pool_id: Some(pool_id.clone()),
+                        node_id: Some(node.clone()),
+                        task_root_directory: Some(dir.clone()),
+                        task_root_directory_url: Some(format!("{node_url}/files/{dir}")),
+                    },
+                });
+                placed.insert((id_key(&rj.job.id), id_key(&task.spec.id)), node);
+            }
+        }
+        if starts.is_empty() {
+            return;
+        }
+        let Some(started) = log_err("starting tasks", self.batch.start_runs(&account, starts))
+        else {
+            return;
+        };
+        let mut batches: HashMap<String, Vec<cobalt_proto::Assignment>> = HashMap::new();
+        for (job, task) in started {
+            let Some(node_id) = placed.get(&(id_key(&job.id), id_key(&task.spec.id))) else {
+                continue;
+            };
+            let run = self.next_run;
+            self.next_run += 1;
+            self.job_pool
+                .insert((account.clone(), id_key(&job.id)), key.1.clone());
+            batches
+                .entry(node_id.clone())
+                .or_default()
+                .push(placement::task_assignment(run, &job, &task));
+            self.by_task.insert(
+                (account.clone(), id_key(&job.id), id_key(&task.spec.id)),
+                run,
+            );
+            self.runs.insert(
+                run,
+                Run {
+                    pool: key.clone(),
+                    node: node_id.clone(),
+                    kind: RunKind::Task,
+                    job: job.id.clone(),
+                    task: task.spec.id.clone(),
+                    slots: task.required_slots(),
+                },
+            );
+        }
+        let Some(rt) = self.pools.get_mut(key) else {
+            return;
+        };
+        for (node_id, runs) in batches {
+            let Some(node) = rt.nodes.get_mut(&node_id) else {
+                continue;
+            };
+            for a in &runs {
+                node.runs.insert(a.run);
+                if let Some(r) = self.runs.get(&a.run) {
+                    node.free -= r.slots;
+                }
+            }
+            update_counters(&mut node.node, &self.runs, &node.runs);
+            if let Some(out) = &node.out {
+                let _ = out.send(ServerMessage::Run { runs });
+            }
+            rt.dirty.insert(node_id);
+        }
+    }
+
+    /// Reaps local agents: one that died before connecting failed to start; leaving agents
+    /// that linger are killed.
+    fn reap(&mut self) {
+        self.leaving
+            .retain_mut(|(child, since)| match child.try_wait() {
+                Ok(Some(_)) | Err(_) => false,
+                Ok(None) if since.elapsed() > Duration::from_secs(5) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    false
+                }
+                Ok(None) => true,
+            });
+        let mut dead = Vec::new();
+        for (key, rt) in &mut self.pools {
+            for (id, node) in &mut rt.nodes {
+                if let Some(child) = &mut node.child
+                    && let Ok(Some(status)) = child.try_wait()
+                {
+                    tracing::warn!(node = id, %status, "local node agent exited");
+                    if node.conn.is_none() && node.started.elapsed() < QUICK_DEATH {
+                        rt.spawn_failures += 1;
+                    }
+                    dead.push((key.clone(), id.clone()));
+                }
+            }
+        }
+        for (key, id) in dead {
+            self.remove_node(&key, &id, false, false);
+            if let Some(rt) = self.pools.get_mut(&key) {
+                rt.lost += 1;
+            }
+            self.ensure_size(&key);
+        }
+    }
+
+    fn flush_nodes(&mut self) {
+        for rt in self.pools.values_mut() {
+            if rt.dirty.is_empty() && rt.removed.is_empty() {
+                continue;
+            }
+            let nodes: Vec<Node> = rt
+                .dirty
+                .drain()
+                .filter_map(|id| rt.nodes.get(&id).map(|n| n.node.clone()))
+                .collect();
+            let removed = std::mem::take(&mut rt.removed);
+            log_err(
+                "saving nodes",
+                self.batch
+                    .save_nodes(&rt.account, &rt.pool.spec.id, &nodes, &removed),
+            );
+        }
+    }
+
+    fn stop_all(&mut self) {
+        let keys: Vec<PoolKey> = self.pools.keys().cloned().collect();
+        for key in &keys {
+            let ids: Vec<String> = self
+                .pools
+                .get(key)
+                .map(|p| p.nodes.keys().cloned().collect())
+                .unwrap_or_default();
+            for id in ids {
+                // Their tasks are requeued when the server starts again.
+                if let Some(node) = self.pools.get_mut(key).and_then(|p| p.nodes.get_mut(&id)) {
+                    if let Some(out) = &node.out {
+                        let _ = out.send(ServerMessage::Leave { wipe: false });
+                    }
+                    if let Some(child) = node.child.take() {
+                        self.leaving.push((child, Instant::now()));
+                    }
+                }
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !self.leaving.is_empty() && Instant::now() < deadline {
+            self.leaving
+                .retain_mut(|(c, _)| matches!(c.try_wait(), Ok(None)));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for (mut child, _) in self.leaving.drain(..) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Sets a node's running counters and state (idle ⇄ running) from its runs.
+fn update_counters(node: &mut Node, runs: &HashMap<u64, Run>, mine: &HashSet<u64>) {
+    let tasks: Vec<&Run> = mine
+        .iter()
+        .filter_map(|r| runs.get(r))
+        .filter(|r| r.kind == RunKind::Task)
+        .collect();
+    node.running_tasks_count = i64::try_from(tasks.len()).unwrap_or(i64::MAX);
+    node.running_task_slots_count = tasks.iter().map(|r| i64::from(r.slots)).sum();
+    let now = Timestamp::now();
+    match node.state {
+        NodeState::Idle if !tasks.is_empty() => node.transition(NodeState::Running, now),
+        NodeState::Running if tasks.is_empty() => node.transition(NodeState::Idle, now),
+        _ => {}
+    }
+}

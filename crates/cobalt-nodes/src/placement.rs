@@ -1,0 +1,117 @@
+//! Pure decisions: which node a task goes to, and what an agent is told to run.
+
+use cobalt_model::batch::{
+    ElevationLevel, EnvironmentSetting, IsoDuration, Job, StartTask, Task, UserIdentity,
+};
+use cobalt_proto::{Assignment, RunKind, layout};
+
+/// A node that can take tasks, with its free task slots.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Slots {
+    /// The node.
+    pub node: String,
+    /// Free task slots.
+    pub free: i32,
+}
+
+/// The node for a task needing `required` slots: with `pack`, the first (in the given order)
+/// that fits, so nodes fill up one after another; otherwise (spread) the one with the most free
+/// slots, so work spreads evenly. None when no node has room.
+pub fn place(nodes: &[Slots], required: i32, pack: bool) -> Option<usize> {
+    let fits = nodes.iter().enumerate().filter(|(_, n)| n.free >= required);
+    if pack {
+        fits.map(|(i, _)| i).next()
+    } else {
+        fits.max_by_key(|(i, n)| (n.free, std::cmp::Reverse(*i)))
+            .map(|(i, _)| i)
+    }
+}
+
+fn seconds(d: Option<&IsoDuration>) -> Option<f64> {
+    // Anything over ten years is the service's "unlimited".
+    d.map(|d| d.value().as_secs_f64())
+        .filter(|s| *s < 10.0 * 365.0 * 86_400.0)
+}
+
+fn elevated(identity: Option<&UserIdentity>) -> bool {
+    identity
+        .and_then(|u| u.auto_user.as_ref())
+        .and_then(|a| a.elevation_level)
+        == Some(ElevationLevel::Admin)
+}
+
+fn var(name: &str, value: &str) -> EnvironmentSetting {
+    EnvironmentSetting {
+        name: name.to_owned(),
+        value: Some(value.to_owned()),
+    }
+}
+
+/// The run of `task` of `job`.
+pub fn task_assignment(run: u64, job: &Job, task: &Task) -> Assignment {
+    let mut environment = job.spec.common_environment_settings.clone();
+    environment.extend(task.spec.environment_settings.iter().cloned());
+    environment.push(var("AZ_BATCH_JOB_ID", &job.id));
+    environment.push(var("AZ_BATCH_TASK_ID", &task.spec.id));
+    Assignment {
+        run,
+        kind: RunKind::Task,
+        dir: layout::task_dir(&job.id, &task.spec.id),
+        command_line: task.spec.command_line.clone(),
+        environment,
+        resource_files: task.spec.resource_files.clone(),
+        output_files: task.spec.output_files.clone(),
+        max_wall_clock_seconds: seconds(
+            task.spec
+                .constraints
+                .as_ref()
+                .and_then(|c| c.max_wall_clock_time.as_ref()),
+        ),
+        elevated: elevated(task.spec.user_identity.as_ref()),
+    }
+}
+
+/// The run of a pool's start task.
+pub fn start_task_assignment(run: u64, start: &StartTask) -> Assignment {
+    Assignment {
+        run,
+        kind: RunKind::StartTask,
+        dir: layout::STARTUP.to_owned(),
+        command_line: start.command_line.clone(),
+        environment: start.environment_settings.clone(),
+        resource_files: start.resource_files.clone(),
+        output_files: Vec::new(),
+        max_wall_clock_seconds: None,
+        elevated: elevated(start.user_identity.as_ref()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodes(free: &[i32]) -> Vec<Slots> {
+        free.iter()
+            .enumerate()
+            .map(|(i, f)| Slots {
+                node: format!("n{i}"),
+                free: *f,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn spread_prefers_the_emptiest_node_and_pack_the_first_that_fits() {
+        assert_eq!(place(&nodes(&[1, 3, 3]), 1, false), Some(1));
+        assert_eq!(place(&nodes(&[1, 3, 3]), 1, true), Some(0));
+        assert_eq!(place(&nodes(&[1, 3, 3]), 2, true), Some(1));
+        assert_eq!(place(&nodes(&[1, 1]), 2, false), None);
+        assert_eq!(place(&nodes(&[]), 1, false), None);
+    }
+
+    #[test]
+    fn unlimited_wall_clock_is_no_limit() {
+        assert_eq!(seconds(Some(&IsoDuration::unlimited())), None);
+        assert_eq!(seconds(IsoDuration::parse("PT1M").as_ref()), Some(60.0));
+    }
+}
