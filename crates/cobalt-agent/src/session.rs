@@ -23,7 +23,7 @@ use crate::{AgentError, files};
 /// Most events in one `Events` message; a full batch is sent at once.
 pub const BATCH_MAX: usize = 256;
 /// How long the first pending event waits for company before it is sent.
-pub const BATCH_DELAY: Duration = Duration::from_millis(2);
+pub const BATCH_DELAY: Duration = Duration::ZERO;
 /// The first reconnect delay; it doubles after each failed attempt, up to [`BACKOFF_MAX`].
 pub const BACKOFF_START: Duration = Duration::from_millis(100);
 /// The longest reconnect delay.

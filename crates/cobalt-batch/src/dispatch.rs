@@ -150,15 +150,8 @@ fn is_pre_processing_code(code: &str) -> bool {
 }
 
 impl Batch {
-    /// Up to `limit` tasks that may start now on `pool_id`: active jobs on the pool by
-    /// priority (higher first) then age, each job's active tasks whose dependencies are met,
-    /// within its `maxParallelTasks`.
-    pub fn runnable(
-        &self,
-        account: &str,
-        pool_id: &str,
-        limit: usize,
-    ) -> BatchResult<Vec<RunnableJob>> {
+    /// The active jobs on `pool_id`, best first: priority (higher first), then age.
+    pub fn pool_jobs(&self, account: &str, pool_id: &str) -> BatchResult<Vec<Job>> {
         let mut jobs: Vec<Job> = Vec::new();
         let mut page = PageRequest {
             limit: 1000,
@@ -188,6 +181,18 @@ impl Batch {
                 .cmp(&a.spec.priority.unwrap_or(0))
                 .then(a.creation_time.cmp(&b.creation_time))
         });
+        Ok(jobs)
+    }
+
+    /// Up to `limit` tasks that may start now among `jobs` (from [`Batch::pool_jobs`], in
+    /// order): each job's active tasks whose dependencies are met, within its
+    /// `maxParallelTasks`.
+    pub fn runnable(
+        &self,
+        account: &str,
+        jobs: &[Job],
+        limit: usize,
+    ) -> BatchResult<Vec<RunnableJob>> {
         let mut out = Vec::new();
         let mut left = limit;
         for job in jobs {
@@ -210,10 +215,13 @@ impl Batch {
             if allowance == 0 {
                 continue;
             }
-            let tasks = self.runnable_tasks(account, &job, allowance)?;
+            let tasks = self.runnable_tasks(account, job, allowance)?;
             left -= tasks.len();
             if !tasks.is_empty() {
-                out.push(RunnableJob { job, tasks });
+                out.push(RunnableJob {
+                    job: job.clone(),
+                    tasks,
+                });
             }
         }
         Ok(out)
@@ -224,10 +232,13 @@ impl Batch {
         let mut found = Vec::new();
         let mut after: Option<String> = None;
         loop {
+            // Fetch about what is needed: a few more than `limit` in case some wait for
+            // their dependencies.
+            let want = (limit - found.len()).clamp(8, 256);
             let batch = self
                 .store
-                .list(&scope, after.as_deref(), Some("active"), 256)?;
-            let done = batch.len() < 256;
+                .list(&scope, after.as_deref(), Some("active"), want)?;
+            let done = batch.len() < want;
             for record in &batch {
                 after = Some(record.key.clone());
                 let task: Task = crate::service::decode(record)?;
@@ -313,7 +324,7 @@ impl Batch {
             writes.push(self.save_task(account, &job.id, &task)?);
             started.push((job, task));
         }
-        self.apply(&writes)?;
+        self.apply_deferred(&writes)?;
         Ok(started)
     }
 
@@ -330,6 +341,7 @@ impl Batch {
         let mut fates = Vec::new();
         let mut job_actions: Vec<(String, JobAction)> = Vec::new();
         let mut touched_jobs = Vec::new();
+        let mut job_cache: HashMap<String, Option<Job>> = HashMap::new();
         for o in outcomes {
             let scope = tasks::scope(account, &o.job_id);
             let task = self.load::<Task>(&scope, &o.task_id)?;
@@ -347,8 +359,12 @@ impl Batch {
             task.last_modified = stamp;
             writes.push(self.save_task(account, &o.job_id, &task)?);
             if let RunFate::Completed(_) = fate {
-                let job = self.load::<Job>(&jobs::scope(account), &o.job_id)?;
-                if let Some(job) = job
+                let key = id_key(&o.job_id);
+                if !job_cache.contains_key(&key) {
+                    let job = self.load::<Job>(&jobs::scope(account), &o.job_id)?;
+                    job_cache.insert(key.clone(), job);
+                }
+                if let Some(Some(job)) = job_cache.get(&key)
                     && job.spec.on_task_failure == Some(OnTaskFailure::PerformExitOptionsJobAction)
                     && let Some(action) = exit_options(&task)
                         .job_action

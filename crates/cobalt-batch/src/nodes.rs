@@ -86,7 +86,7 @@ impl Batch {
         for id in removed {
             writes.push(Write::Delete(node_scope.clone(), id_key(id)));
         }
-        self.apply(&writes)?;
+        self.apply_deferred(&writes)?;
         self.refresh_pool_size(account, pool_id)
     }
 
@@ -130,6 +130,6 @@ impl Batch {
             Scope::top(account, Kind::Pool),
             encode(&pool.spec.id, state, "", &pool)?,
         );
-        self.apply(&[write])
+        self.apply_deferred(&[write])
     }
 }

@@ -185,6 +185,14 @@ impl Batch {
     pub(crate) fn apply(&self, writes: &[Write]) -> BatchResult<()> {
         Ok(self.store.apply(writes)?)
     }
+
+    /// Applies state the service can rebuild after a crash (runs starting, node records)
+    /// without a flush of its own: it reaches the disk with the next durable write.
+    pub(crate) fn apply_deferred(&self, writes: &[Write]) -> BatchResult<()> {
+        Ok(self
+            .store
+            .apply_with(writes, cobalt_store::Durability::Deferred)?)
+    }
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(record: &Record) -> BatchResult<T> {

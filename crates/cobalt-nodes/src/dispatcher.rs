@@ -119,6 +119,8 @@ struct PoolRt {
     spawn_failures: u32,
     /// Nodes lost (agent died, server restarted) that a steady pool replaces.
     lost: usize,
+    /// The active jobs on the pool, best first (None: to be read again after a job changed).
+    jobs: Option<Arc<Vec<cobalt_model::batch::Job>>>,
 }
 
 struct Run {
@@ -354,6 +356,10 @@ impl Dispatcher {
     }
 
     fn on_job(&mut self, account: &str, job_id: &str) {
+        // Which jobs run on which pool, and in what order, may have changed.
+        for p in self.pools.values_mut().filter(|p| p.account == account) {
+            p.jobs = None;
+        }
         self.job_pool.remove(&(account.to_owned(), id_key(job_id)));
         let Ok(job) = self.batch.get_job(account, job_id, &Conditions::default()) else {
             // Deleted: its runs stop.
@@ -431,6 +437,7 @@ impl Dispatcher {
                     wants_schedule: true,
                     spawn_failures: 0,
                     lost: 0,
+                    jobs: None,
                 });
                 rt.lost += lost;
                 if rt.pool.target_nodes() != pool.target_nodes() {
@@ -1254,10 +1261,26 @@ impl Dispatcher {
             == Some("pack");
         let account = rt.account.clone();
         let pool_id = rt.pool.spec.id.clone();
+        let jobs = match &rt.jobs {
+            Some(jobs) => Arc::clone(jobs),
+            None => {
+                let Some(jobs) = log_err(
+                    "listing the pool's jobs",
+                    self.batch.pool_jobs(&account, &pool_id),
+                ) else {
+                    return;
+                };
+                let jobs = Arc::new(jobs);
+                if let Some(rt) = self.pools.get_mut(key) {
+                    rt.jobs = Some(Arc::clone(&jobs));
+                }
+                jobs
+            }
+        };
         let Some(runnable) = log_err(
             "finding runnable tasks",
             self.batch
-                .runnable(&account, &pool_id, usize::try_from(free).unwrap_or(0)),
+                .runnable(&account, &jobs, usize::try_from(free).unwrap_or(0)),
         ) else {
             return;
         };

@@ -90,6 +90,18 @@ pub fn run(store: &dyn Store) {
         ]
     );
 
+    // A deferred transaction is visible at once, like a durable one.
+    store
+        .apply_with(
+            &[Write::Put(jobs.clone(), rec("job2", "active", ""))],
+            crate::Durability::Deferred,
+        )
+        .unwrap();
+    assert_eq!(store.get(&jobs, "job2").unwrap().unwrap().state, "active");
+    store
+        .apply(&[Write::Delete(jobs.clone(), "job2".into())])
+        .unwrap();
+
     // Transactions are atomic; deletes are scoped.
     store
         .apply(&[

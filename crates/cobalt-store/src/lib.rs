@@ -138,6 +138,22 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Record counts of `scope` by (state, result).
     fn count(&self, scope: &Scope) -> StoreResult<Vec<StateCount>>;
 
-    /// Applies `writes` in one transaction: all or nothing.
-    fn apply(&self, writes: &[Write]) -> StoreResult<()>;
+    /// Applies `writes` in one transaction: all or nothing, durable when it returns.
+    fn apply(&self, writes: &[Write]) -> StoreResult<()> {
+        self.apply_with(writes, Durability::Durable)
+    }
+
+    /// Applies `writes` in one transaction with the given durability.
+    fn apply_with(&self, writes: &[Write], durability: Durability) -> StoreResult<()>;
+}
+
+/// How soon a transaction must be on stable storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Before `apply` returns (an acknowledged client write).
+    Durable,
+    /// With the next durable transaction: a crash may lose it, never corrupt it, and never
+    /// keep a later durable transaction without it. For state the service can rebuild (a
+    /// task's move to `running`, node counters), so that it costs no flush of its own.
+    Deferred,
 }

@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::{Record, Scope, StateCount, Store, StoreError, StoreResult, Write};
+use crate::{Durability, Record, Scope, StateCount, Store, StoreError, StoreResult, Write};
 
 const MIGRATIONS: &[&str] = &[
     // 1: records.
@@ -21,11 +21,20 @@ const MIGRATIONS: &[&str] = &[
         body TEXT NOT NULL,
         PRIMARY KEY(account, kind, parent, key)
     ) WITHOUT ROWID;
-    CREATE INDEX records_by_state ON records(account, kind, parent, state, key);
+        CREATE INDEX records_by_state ON records(account, kind, parent, state, key);
+    "#,
+    // 2: the state index also carries the result, so counts by (state, result) read the
+    // index alone (a separate (state, result) index would tempt the planner into sorting
+    // every record of a state for a keyset page).
+    r#"
+    DROP INDEX records_by_state;
+    CREATE INDEX records_by_state ON records(account, kind, parent, state, key, result);
     "#,
 ];
 
 const READERS: usize = 4;
+/// Lists of at most this many records count as short reads.
+const SMALL_LIST: usize = 64;
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -45,6 +54,8 @@ fn open_connection(path: &Path) -> StoreResult<Connection> {
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    // 16 MiB of page cache per connection: hot task pages stay in process.
+    conn.pragma_update(None, "cache_size", -16_384)?;
     Ok(conn)
 }
 
@@ -64,6 +75,16 @@ impl SqliteStore {
             writer: Mutex::new(writer),
             readers,
         })
+    }
+
+    /// A connection for a short read: the writer's when it is free (its page cache is warm,
+    /// since the writer's own commits do not invalidate it, while other connections reload
+    /// every page a commit touched), else a reader.
+    fn small_read(&self) -> MutexGuard<'_, Connection> {
+        match self.writer.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => self.reader(),
+        }
     }
 
     fn reader(&self) -> MutexGuard<'_, Connection> {
@@ -112,7 +133,7 @@ fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
 
 impl Store for SqliteStore {
     fn get(&self, scope: &Scope, key: &str) -> StoreResult<Option<Record>> {
-        let conn = self.reader();
+        let conn = self.small_read();
         let mut stmt = conn.prepare_cached(
             "SELECT key, state, result, body FROM records
              WHERE account = ?1 AND kind = ?2 AND parent = ?3 AND key = ?4",
@@ -132,7 +153,11 @@ impl Store for SqliteStore {
         state: Option<&str>,
         limit: usize,
     ) -> StoreResult<Vec<Record>> {
-        let conn = self.reader();
+        let conn = if limit <= SMALL_LIST {
+            self.small_read()
+        } else {
+            self.reader()
+        };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let after = after.unwrap_or("");
         let base = (
@@ -143,7 +168,7 @@ impl Store for SqliteStore {
         let rows = match state {
             Some(state) => {
                 let mut stmt = conn.prepare_cached(
-                    "SELECT key, state, result, body FROM records
+                    "SELECT key, state, result, body FROM records INDEXED BY records_by_state
                      WHERE account = ?1 AND kind = ?2 AND parent = ?3 AND state = ?4 AND key > ?5
                      ORDER BY key LIMIT ?6",
                 )?;
@@ -184,35 +209,48 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
-    fn apply(&self, writes: &[Write]) -> StoreResult<()> {
+    fn apply_with(&self, writes: &[Write], durability: Durability) -> StoreResult<()> {
         let mut conn = lock(&self.writer);
-        let tx = conn.transaction()?;
-        for w in writes {
-            match w {
-                Write::Put(s, r) => {
-                    tx.prepare_cached(
+        if durability == Durability::Deferred {
+            // In WAL mode a NORMAL commit is not synced; the next FULL commit syncs the WAL,
+            // and with it every frame before its own.
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+        }
+        let result = commit(&mut conn, writes);
+        if durability == Durability::Deferred {
+            conn.pragma_update(None, "synchronous", "FULL")?;
+        }
+        result
+    }
+}
+
+fn commit(conn: &mut Connection, writes: &[Write]) -> StoreResult<()> {
+    let tx = conn.transaction()?;
+    for w in writes {
+        match w {
+            Write::Put(s, r) => {
+                tx.prepare_cached(
                         "INSERT OR REPLACE INTO records(account, kind, parent, key, state, result, body)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     )?
                     .execute(params![s.account, s.kind.code(), s.parent, r.key, r.state, r.result, r.body])?;
-                }
-                Write::Delete(s, key) => {
-                    tx.prepare_cached(
+            }
+            Write::Delete(s, key) => {
+                tx.prepare_cached(
                         "DELETE FROM records WHERE account = ?1 AND kind = ?2 AND parent = ?3 AND key = ?4",
                     )?
                     .execute(params![s.account, s.kind.code(), s.parent, key])?;
-                }
-                Write::DeleteAll(s) => {
-                    tx.prepare_cached(
-                        "DELETE FROM records WHERE account = ?1 AND kind = ?2 AND parent = ?3",
-                    )?
-                    .execute(params![s.account, s.kind.code(), s.parent])?;
-                }
+            }
+            Write::DeleteAll(s) => {
+                tx.prepare_cached(
+                    "DELETE FROM records WHERE account = ?1 AND kind = ?2 AND parent = ?3",
+                )?
+                .execute(params![s.account, s.kind.code(), s.parent])?;
             }
         }
-        tx.commit()?;
-        Ok(())
     }
+    tx.commit()?;
+    Ok(())
 }
 
 #[cfg(test)]

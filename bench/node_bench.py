@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Node benchmark (issue 4): how close Cobalt's scheduler and node agents get to the machine.
+
+(A) 10,000 trivial tasks (`/bin/true`) added with add_collection to a pool of 2 local nodes
+    with 4 task slots each, timed from the first add until all are completed;
+(B) the physical baseline: the same 10,000 processes spawned by 8 threads, each with its own
+    directory, `wd/` and stdout/stderr files, on the same filesystem as the node roots
+    (crates/cobalt-agent/examples/spawn_baseline.rs, a Rust program, so the baseline is not
+    slowed by an interpreter);
+and their ratio, on a disk-backed directory and on a tmpfs (/dev/shm), plus the p50/p99
+latency from one task's add to its `completed` state on an idle pool.
+
+Tasks run as the agent's user (userIdentity autoUser admin), like the baseline's processes.
+
+Usage: python3 bench/node_bench.py [N]   (default 10000; BENCH_QUICK=1 -> 2000)
+Needs `cargo build --release` (the script builds the baseline example itself).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests" / "e2e"))
+from e2e_support import CobaltServer, batch_request  # noqa: E402
+
+ADMIN = {"autoUser": {"scope": "pool", "elevationLevel": "admin"}}
+
+
+def call(url, method, path, body=None, ok=(200, 201, 202, 204), query=None):
+    r = batch_request(url, method, path, query=query,
+                      body=json.dumps(body).encode() if body is not None else None)
+    if r.status not in ok:
+        raise RuntimeError(f"{method} {path}: {r.status} {r.body[:300]!r}")
+    return json.loads(r.body) if r.body else {}
+
+
+def wait(what, probe, timeout=120, interval=0.02):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = probe()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def cobalt_run(base: Path, n: int) -> dict:
+    data = base / "data"
+    server = CobaltServer(Path(os.environ.get("COBALT_BIN", REPO / "target/release/cobalt")), data, base)
+    server.start()
+    url = server.batch_url
+    try:
+        call(url, "POST", "/pools", {
+            "id": "bench", "vmSize": "standard_d2s_v3", "targetDedicatedNodes": 2, "taskSlotsPerNode": 4,
+            "virtualMachineConfiguration": {"imageReference": {"publisher": "canonical", "offer": "0001-com-ubuntu-server-jammy", "sku": "22_04-lts"}, "nodeAgentSKUId": "batch.node.ubuntu 22.04"}})
+        wait("idle nodes", lambda: len([x for x in call(url, "GET", "/pools/bench/nodes")["value"] if x["state"] == "idle"]) == 2)
+
+        # Single-task latency on the idle pool.
+        call(url, "POST", "/jobs", {"id": "latency", "poolInfo": {"poolId": "bench"}})
+        lat = []
+        for i in range(60):
+            t0 = time.perf_counter()
+            call(url, "POST", "/jobs/latency/tasks", {"id": f"t{i}", "commandLine": "/bin/true", "userIdentity": ADMIN})
+            wait("task", lambda: call(url, "GET", f"/jobs/latency/tasks/t{i}", query=[("$select", "state")])["state"] == "completed", interval=0.0005)
+            lat.append(time.perf_counter() - t0)
+        lat = sorted(lat[10:])   # the first runs warm caches
+
+        call(url, "POST", "/jobs", {"id": "burst", "poolInfo": {"poolId": "bench"}})
+        chunks = [[{"id": f"task{i:06d}", "commandLine": "/bin/true", "userIdentity": ADMIN}
+                   for i in range(s, min(s + 100, n))] for s in range(0, n, 100)]
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda c: call(url, "POST", "/jobs/burst/addtaskcollection", {"value": c}), chunks))
+        added = time.perf_counter() - t0
+
+        def done():
+            c = call(url, "GET", "/jobs/burst/taskcounts")["taskCounts"]
+            return c["completed"] == n and c
+        counts = wait("all tasks", done, timeout=600, interval=0.02)
+        total = time.perf_counter() - t0
+        assert counts["succeeded"] == n, counts
+        return {"seconds": total, "rate": n / total, "add_seconds": added,
+                "p50_ms": statistics.median(lat) * 1000, "p99_ms": lat[int(len(lat) * 0.99) - 1] * 1000}
+    finally:
+        server.terminate()
+
+
+def baseline(base: Path, n: int) -> dict:
+    exe = REPO / "target/release/examples/spawn_baseline"
+    root = base / "baseline"
+    root.mkdir()
+    out = subprocess.run([str(exe), str(root), str(n), "8"], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)
+
+
+def main() -> int:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else (2000 if os.environ.get("BENCH_QUICK") else 10_000)
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "spawn_baseline", "-p", "cobalt-agent"],
+                   cwd=REPO, check=True)
+    places = [("disk", Path(os.environ.get("BENCH_DISK_DIR", "/var/tmp"))), ("tmpfs", Path("/dev/shm"))]
+    if os.environ.get("BENCH_ONLY"):
+        places = [p for p in places if p[0] == os.environ["BENCH_ONLY"]]
+    rows = []
+    for name, where in places:
+        base = Path(tempfile.mkdtemp(prefix="cobalt-node-bench-", dir=where))
+        base.chmod(0o755)
+        try:
+            b = baseline(base, n)
+            c = cobalt_run(base, n)
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+        rows.append((name, where, b, c))
+    print(f"| filesystem | baseline (8 threads) | Cobalt (2 nodes x 4 slots) | ratio | add->completed p50 / p99 |")
+    print("|---|---:|---:|---:|---:|")
+    for name, where, b, c in rows:
+        print(f"| {name} ({where}) | {b['rate']:,.0f} tasks/s | {c['rate']:,.0f} tasks/s ({n:,} in {c['seconds']:.1f} s) "
+              f"| {c['rate'] / b['rate']:.2f}x | {c['p50_ms']:.1f} / {c['p99_ms']:.1f} ms |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
