@@ -139,15 +139,32 @@ impl Batch {
             // Running tasks are stopped and release tasks run first, once nodes run tasks.
             JobState::Terminating => complete(&mut job, now),
             JobState::Active | JobState::Disabled => {
-                if job.spec.on_all_tasks_complete != Some(OnAllTasksComplete::TerminateJob) {
-                    return Ok(true);
+                // The job's maxWallClockTime counts from its creation; a job with one stays
+                // under attention until it ends.
+                let limit = job
+                    .spec
+                    .constraints
+                    .as_ref()
+                    .and_then(|c| c.max_wall_clock_time.as_ref())
+                    .and_then(|d| chrono::Duration::from_std(d.value()).ok())
+                    .filter(|d| *d < chrono::Duration::days(3650));
+                let expired = limit.is_some_and(|d| now.0 >= job.creation_time.0 + d);
+                if expired {
+                    job.execution_info.terminate_reason = Some("MaxWallClockTimeExpiry".to_owned());
+                    job.transition(JobState::Terminating, now);
+                } else {
+                    let all_done = job.spec.on_all_tasks_complete
+                        == Some(OnAllTasksComplete::TerminateJob)
+                        && {
+                            let (counts, _) = self.task_counts(account, &job.id)?;
+                            counts.active + counts.running == 0
+                        };
+                    if !all_done {
+                        return Ok(limit.is_none());
+                    }
+                    job.execution_info.terminate_reason = Some("AllTasksComplete".to_owned());
+                    complete(&mut job, now);
                 }
-                let (counts, _) = self.task_counts(account, &job.id)?;
-                if counts.active + counts.running > 0 {
-                    return Ok(true);
-                }
-                job.execution_info.terminate_reason = Some("AllTasksComplete".to_owned());
-                complete(&mut job, now);
             }
             JobState::Completed => return Ok(true),
         }

@@ -289,3 +289,23 @@ fn a_schedule_creates_one_job_at_a_time() {
                                                  "jobSpecification": {"poolInfo": {"poolId": "p"}}}));
     assert_eq!(too_short.unwrap_err().code, ErrorCode::InvalidPropertyValue);
 }
+
+#[test]
+fn a_job_past_its_wall_clock_time_terminates() {
+    let (b, _d) = batch();
+    b.add_job(
+        A,
+        json!({"id": "j", "poolInfo": {"poolId": "p"}, "constraints": {"maxWallClockTime": "PT1S"}}),
+    )
+    .unwrap();
+    b.tick();
+    assert_eq!(b.get_job(A, "j", &no()).unwrap().state, JobState::Active);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    b.tick();
+    b.tick();
+    let job = b.get_job(A, "j", &no()).unwrap();
+    assert_eq!(
+        (job.state, job.execution_info.terminate_reason.as_deref()),
+        (JobState::Completed, Some("MaxWallClockTimeExpiry"))
+    );
+}

@@ -30,7 +30,7 @@ enum Command {
     /// tasks, until the server removes the node or Ctrl-C / SIGTERM (which kill the running
     /// tasks).
     ///
-    /// Example: cobalt agent --server http://127.0.0.1:10100 --pool pool1 --node-root /var/lib/cobalt-node --token "$COBALT_AGENT_TOKEN"
+    /// Example: cobalt agent --server http://10.0.0.5:10100 --pool pool1 --node-root /var/lib/cobalt-node --account-key "$COBALT_ACCOUNT_KEY"
     Agent(AgentArgs),
 }
 
@@ -45,9 +45,23 @@ struct AgentArgs {
     /// The node's root directory (AZ_BATCH_NODE_ROOT_DIR); created if missing.
     #[arg(long)]
     node_root: PathBuf,
-    /// The pool's agent token.
-    #[arg(long, env = "COBALT_AGENT_TOKEN", hide_env_values = true)]
-    token: String,
+    /// The pool's agent token (see --account-key).
+    #[arg(
+        long,
+        env = "COBALT_AGENT_TOKEN",
+        hide_env_values = true,
+        required_unless_present = "account_key"
+    )]
+    token: Option<String>,
+    /// The Batch account's key, to derive the pool's agent token on this machine instead of
+    /// giving --token (the token is an HMAC of the key over the pool id).
+    #[arg(
+        long,
+        env = "COBALT_ACCOUNT_KEY",
+        hide_env_values = true,
+        conflicts_with = "token"
+    )]
+    account_key: Option<String>,
     /// The Batch account.
     #[arg(long, env = "COBALT_ACCOUNT", default_value = "devbatchaccount1")]
     account: String,
@@ -104,12 +118,21 @@ fn main() -> anyhow::Result<()> {
 
 /// Runs a node agent until the server removes the node, a signal, or the parent server exits.
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    let token = match (args.token, args.account_key) {
+        (Some(token), _) => token,
+        (None, Some(key)) => {
+            let key = cobalt_model::AccountKey::from_base64(&args.account, &key)
+                .map_err(|e| anyhow::anyhow!("--account-key: {e}"))?;
+            cobalt_proto::agent_token(&key, &args.account, &args.pool)
+        }
+        (None, None) => anyhow::bail!("give --token or --account-key"),
+    };
     let config = cobalt_agent::AgentConfig {
         server: args.server,
         account: args.account,
         pool_id: args.pool,
         node_root: args.node_root,
-        token: args.token,
+        token,
         node_id: args.node_id,
     };
     let parent = args.parent_pid;

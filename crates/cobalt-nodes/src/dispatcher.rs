@@ -130,6 +130,8 @@ struct Run {
     job: String,
     task: String,
     slots: i32,
+    /// How long the task directory is kept after the run ends.
+    retention: Option<Duration>,
 }
 
 struct Dispatcher {
@@ -146,6 +148,8 @@ struct Dispatcher {
     next_run: u64,
     files: HashMap<u64, (u64, std::sync::mpsc::Sender<Option<FileOutcome>>)>,
     next_file: u64,
+    /// Task directories to remove when their retention time is over: (when, pool, node, dir).
+    cleanups: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, PoolKey, String, String)>>,
 }
 
 /// Starts the dispatcher thread.
@@ -169,6 +173,7 @@ pub fn spawn(
         next_run: 1,
         files: HashMap::new(),
         next_file: 1,
+        cleanups: std::collections::BinaryHeap::new(),
     };
     std::thread::Builder::new()
         .name("cobalt-dispatcher".to_owned())
@@ -208,6 +213,7 @@ impl Dispatcher {
                 return;
             }
             self.flush_outcomes();
+            self.clean_expired();
             self.schedule_all();
             self.reap();
             self.flush_nodes();
@@ -368,6 +374,17 @@ impl Dispatcher {
             }
             return;
         };
+        if job.state == JobState::Deleting {
+            // A deleted job's task directories go from every node.
+            let dir = format!("{}/{}", layout::WORKITEMS, job.id);
+            for p in self.pools.values().filter(|p| p.account == account) {
+                for n in p.nodes.values() {
+                    if let Some(out) = &n.out {
+                        let _ = out.send(ServerMessage::Clean { dir: dir.clone() });
+                    }
+                }
+            }
+        }
         match job.state {
             JobState::Terminating | JobState::Completed | JobState::Deleting => {
                 let runs = self.job_runs(account, job_id);
@@ -835,6 +852,7 @@ impl Dispatcher {
                 job: String::new(),
                 task: String::new(),
                 slots: 0,
+                retention: None,
             },
         );
     }
@@ -910,6 +928,17 @@ impl Dispatcher {
                 );
                 node.node.recent_tasks.truncate(RECENT_TASKS);
                 update_counters(&mut node.node, &self.runs, &node.runs);
+                if let Some(keep) = run.retention
+                    && let Some(when) = Instant::now().checked_add(keep)
+                {
+                    let dir = layout::task_dir(&run.job, &run.task);
+                    self.cleanups.push(std::cmp::Reverse((
+                        when,
+                        run.pool.clone(),
+                        run.node.clone(),
+                        dir,
+                    )));
+                }
                 self.outcomes.entry(account).or_default().push(RunOutcome {
                     job_id: run.job,
                     task_id: run.task,
@@ -1205,6 +1234,27 @@ impl Dispatcher {
         }
     }
 
+    /// Removes the task directories whose retention time is over (on nodes still there).
+    fn clean_expired(&mut self) {
+        let now = Instant::now();
+        while let Some(std::cmp::Reverse((when, _, _, _))) = self.cleanups.peek() {
+            if *when > now {
+                break;
+            }
+            let Some(std::cmp::Reverse((_, key, node, dir))) = self.cleanups.pop() else {
+                break;
+            };
+            if let Some(out) = self
+                .pools
+                .get(&key)
+                .and_then(|p| p.nodes.get(&node))
+                .and_then(|n| n.out.as_ref())
+            {
+                let _ = out.send(ServerMessage::Clean { dir });
+            }
+        }
+    }
+
     fn flush_outcomes(&mut self) {
         for (account, outcomes) in std::mem::take(&mut self.outcomes) {
             log_err(
@@ -1344,6 +1394,12 @@ impl Dispatcher {
                     job: job.id.clone(),
                     task: task.spec.id.clone(),
                     slots: task.required_slots(),
+                    retention: task
+                        .spec
+                        .constraints
+                        .as_ref()
+                        .and_then(|c| c.retention_time.as_ref())
+                        .map(|d| d.value()),
                 },
             );
         }
