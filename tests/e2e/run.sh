@@ -5,8 +5,10 @@
 #   tests/e2e/js   -> node --test                   (@azure/storage-blob; own server only)
 #   .venv/batch-4  -> tests/e2e/test_batch_account_v4.py, test_batch_control_v4.py
 #                     (azure-batch 4.0.0, Batch tutorial)
-#   .venv/batch-14 -> tests/e2e/test_batch_account.py, test_batch_control_v14.py (azure-batch 14.2.0)
-#   .venv/batch-15 -> tests/e2e/test_batch_account_v15.py, test_batch_control_v15.py (azure-batch 15.1.0)
+#   .venv/batch-14 -> tests/e2e/test_batch_account.py, test_batch_control_v14.py,
+#                     test_nodes_v14.py, test_tutorial_v14.py (azure-batch 14.2.0 + azure-storage-blob 12)
+#   .venv/batch-15 -> tests/e2e/test_batch_account_v15.py, test_batch_control_v15.py,
+#                     test_nodes_v15.py, test_tutorial_v15.py (azure-batch 15.1.0 + azure-storage-blob 12)
 # The Batch suites need our own binary (they run only when COBALT_BLOB_ENDPOINT is unset).
 #
 # Environment (passed through to pytest):
@@ -68,10 +70,20 @@ if [ -z "${COBALT_BLOB_ENDPOINT:-}" ]; then
     run_pytest batch-14 test_batch_account.py "$@"
     echo "=== batch e2e: azure-batch 14.2.0 (pools, jobs, schedules, tasks) ==="
     run_pytest batch-14 test_batch_control_v14.py "$@"
+    echo "=== batch e2e: azure-batch 14.2.0 (job preparation and release tasks) ==="
+    run_pytest batch-14 test_job_prep_v14.py "$@"
+    echo "=== batch e2e: azure-batch 14.2.0 (compute nodes and the scheduler) ==="
+    run_pytest batch-14 test_nodes_v14.py "$@"
+    echo "=== batch e2e: the tutorial on local nodes (azure-batch 14.2.0 + azure-storage-blob 12) ==="
+    run_pytest batch-14 test_tutorial_v14.py "$@"
     echo "=== batch e2e: azure-batch 15.1.0 ==="
     run_pytest batch-15 test_batch_account_v15.py "$@"
     echo "=== batch e2e: azure-batch 15.1.0 (pools, jobs, schedules, tasks, LROs) ==="
     run_pytest batch-15 test_batch_control_v15.py "$@"
+    echo "=== batch e2e: azure-batch 15.1.0 (compute nodes and the scheduler, node LROs) ==="
+    run_pytest batch-15 test_nodes_v15.py "$@"
+    echo "=== batch e2e: the tutorial on local nodes (azure-batch 15.1.0 + azure-storage-blob 12) ==="
+    run_pytest batch-15 test_tutorial_v15.py "$@"
 fi
 
 if [ "$status" -ne 0 ]; then

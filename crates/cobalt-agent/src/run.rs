@@ -303,8 +303,24 @@ fn environment(ctx: &RunContext, a: &Assignment, task_dir: &Path) -> Vec<(OsStri
         .environment
         .iter()
         .map(|s| (s.name.clone(), s.value.clone().unwrap_or_default()));
+    let prep = a.job_prep_dir.iter().flat_map(|dir| {
+        let dir = ctx.dirs.root.join(dir);
+        [
+            (
+                "AZ_BATCH_JOB_PREP_DIR".to_owned(),
+                dir.to_string_lossy().into_owned(),
+            ),
+            (
+                "AZ_BATCH_JOB_PREP_WORKING_DIR".to_owned(),
+                dir.join(cobalt_proto::layout::WD)
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+        ]
+    });
     node.chain(run)
         .chain(ctx.dirs.path_variables(task_dir))
+        .chain(prep)
         .map(|(k, v)| (OsString::from(k), OsString::from(v)))
         .collect()
 }

@@ -37,6 +37,11 @@ pub trait NodeAgents: Send + Sync + std::fmt::Debug {
         node: &str,
         action: NodeAction,
     ) -> Result<(), NodeActionError>;
+
+    /// The job's preparation and release task runs, one
+    /// `JobPreparationAndReleaseTaskExecutionInformation` per node (without URLs, which the
+    /// API adds). Blocks.
+    fn prep_release(&self, account: &str, job: &str) -> Vec<serde_json::Value>;
 }
 
 /// Where a file request goes: a node, a base directory on it, and the URL the names hang off.

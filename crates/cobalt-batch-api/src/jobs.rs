@@ -158,7 +158,25 @@ pub(crate) fn list_prep_release_status(
     if job.spec.job_preparation_task.is_none() && job.spec.job_release_task.is_none() {
         return Err(BatchError::new(ErrorCode::JobPreparationTaskNotSpecified));
     }
-    // No node has run the job yet: node agents record these runs when they exist.
-    let page = static_page(req, ListKind::JobPrepReleaseStatus, Vec::new())?;
+    let mut items = svc
+        .files
+        .as_ref()
+        .map(|agents| agents.prep_release(&req.account, &job.id))
+        .unwrap_or_default();
+    for item in &mut items {
+        let pool = item["poolId"].as_str().unwrap_or_default().to_owned();
+        let node = item["nodeId"].as_str().unwrap_or_default().to_owned();
+        let node_url = req.url(&format!("/pools/{pool}/nodes/{node}"));
+        for info in [
+            "jobPreparationTaskExecutionInfo",
+            "jobReleaseTaskExecutionInfo",
+        ] {
+            if let Some(dir) = item[info]["taskRootDirectory"].as_str().map(str::to_owned) {
+                item[info]["taskRootDirectoryUrl"] = json!(format!("{node_url}/files/{dir}"));
+            }
+        }
+        item["nodeUrl"] = json!(node_url);
+    }
+    let page = static_page(req, ListKind::JobPrepReleaseStatus, items)?;
     list_response(req, "jobpreparationandreleasetaskstatus", page)
 }

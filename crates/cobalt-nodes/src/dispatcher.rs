@@ -84,6 +84,15 @@ pub enum Input {
         /// Where the answer goes.
         reply: std::sync::mpsc::Sender<Result<(), NodeActionError>>,
     },
+    /// The preparation and release runs of a job, answered on `reply`.
+    PrepStatus {
+        /// The account.
+        account: String,
+        /// The job.
+        job: String,
+        /// Where the answer goes: (node, its runs) per node.
+        reply: std::sync::mpsc::Sender<Vec<(String, PrepRelease)>>,
+    },
     /// Stop everything.
     Shutdown,
 }
@@ -123,6 +132,36 @@ struct PoolRt {
     jobs: Option<Arc<Vec<cobalt_model::batch::Job>>>,
 }
 
+/// One execution of a job preparation or release task on a node.
+#[derive(Clone, Debug, Default)]
+pub struct PrepRun {
+    /// Running (false) or completed (true).
+    pub completed: bool,
+    /// When it started.
+    pub start_time: Option<Timestamp>,
+    /// When it ended.
+    pub end_time: Option<Timestamp>,
+    /// Its exit code.
+    pub exit_code: Option<i32>,
+    /// Success or failure.
+    pub result: Option<TaskResult>,
+    /// What went wrong.
+    pub failure_info: Option<cobalt_model::batch::FailureInfo>,
+    /// Retries so far.
+    pub retry_count: i32,
+}
+
+/// A job's preparation and release task on one node.
+#[derive(Clone, Debug)]
+pub struct PrepRelease {
+    /// The pool of the node.
+    pub pool: String,
+    /// The preparation task.
+    pub prep: PrepRun,
+    /// The release task, once the job ended.
+    pub release: Option<PrepRun>,
+}
+
 struct Run {
     pool: PoolKey,
     node: String,
@@ -148,6 +187,8 @@ struct Dispatcher {
     next_run: u64,
     files: HashMap<u64, (u64, std::sync::mpsc::Sender<Option<FileOutcome>>)>,
     next_file: u64,
+    /// Job preparation and release runs per (account, job key) and node.
+    preps: HashMap<(String, String), BTreeMap<String, PrepRelease>>,
     /// Task directories to remove when their retention time is over: (when, pool, node, dir).
     cleanups: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, PoolKey, String, String)>>,
 }
@@ -174,6 +215,7 @@ pub fn spawn(
         files: HashMap::new(),
         next_file: 1,
         cleanups: std::collections::BinaryHeap::new(),
+        preps: HashMap::new(),
     };
     std::thread::Builder::new()
         .name("cobalt-dispatcher".to_owned())
@@ -289,6 +331,18 @@ impl Dispatcher {
             } => {
                 let _ = reply.send(self.on_act(&account, &pool, &node, action));
             }
+            Input::PrepStatus {
+                account,
+                job,
+                reply,
+            } => {
+                let runs = self
+                    .preps
+                    .get(&(account, id_key(&job)))
+                    .map(|m| m.iter().map(|(n, p)| (n.clone(), p.clone())).collect())
+                    .unwrap_or_default();
+                let _ = reply.send(runs);
+            }
             Input::Shutdown => return true,
         }
         false
@@ -387,6 +441,7 @@ impl Dispatcher {
         }
         match job.state {
             JobState::Terminating | JobState::Completed | JobState::Deleting => {
+                self.start_releases(account, &job);
                 let runs = self.job_runs(account, job_id);
                 let tasks: Vec<(String, String)> = runs
                     .iter()
@@ -908,6 +963,10 @@ impl Dispatcher {
                 let key = run.pool.clone();
                 self.on_start_task_end(&key, &run.node, &end, start);
             }
+            RunKind::JobPreparation | RunKind::JobRelease => {
+                let account = rt.account.clone();
+                self.on_prep_end(&account, &run, &end);
+            }
             _ => {
                 let succeeded = end.result == TaskResult::Success;
                 node.node.total_tasks_run += 1;
@@ -1190,6 +1249,190 @@ impl Dispatcher {
         rt.dirty.insert(id.to_owned());
     }
 
+    /// For each node in `slots`: may tasks of `job` run there now? Starts the job's
+    /// preparation task on nodes that have not run it; with `waitForSuccess` (the default)
+    /// tasks wait for it, and a node where it failed takes none of the job's tasks.
+    fn prep_ready(
+        &mut self,
+        key: &PoolKey,
+        account: &str,
+        job: &cobalt_model::batch::Job,
+        slots: &[Slots],
+    ) -> Vec<bool> {
+        let Some(prep) = job.spec.job_preparation_task.clone() else {
+            return vec![true; slots.len()];
+        };
+        let wait = prep.wait_for_success.unwrap_or(true);
+        let mut ready = Vec::with_capacity(slots.len());
+        for s in slots {
+            let entry = self
+                .preps
+                .get(&(account.to_owned(), id_key(&job.id)))
+                .and_then(|m| m.get(&s.node))
+                .map(|p| p.prep.clone());
+            let ok = match entry {
+                None => {
+                    self.start_prep(key, account, job, &s.node, &prep, 0);
+                    !wait
+                }
+                Some(run) if !run.completed => !wait,
+                Some(run) => run.result == Some(TaskResult::Success) || !wait,
+            };
+            ready.push(ok);
+        }
+        ready
+    }
+
+    fn start_prep(
+        &mut self,
+        key: &PoolKey,
+        account: &str,
+        job: &cobalt_model::batch::Job,
+        node: &str,
+        prep: &cobalt_model::batch::JobPreparationTask,
+        retry: i32,
+    ) {
+        let Some(out) = self
+            .pools
+            .get(key)
+            .and_then(|p| p.nodes.get(node))
+            .and_then(|n| n.out.clone())
+        else {
+            return;
+        };
+        let run = self.next_run;
+        self.next_run += 1;
+        let _ = out.send(ServerMessage::Run {
+            runs: vec![placement::prep_assignment(run, job, prep)],
+        });
+        self.preps
+            .entry((account.to_owned(), id_key(&job.id)))
+            .or_default()
+            .insert(
+                node.to_owned(),
+                PrepRelease {
+                    pool: key.1.clone(),
+                    prep: PrepRun {
+                        start_time: Some(Timestamp::now()),
+                        retry_count: retry,
+                        ..PrepRun::default()
+                    },
+                    release: None,
+                },
+            );
+        self.runs.insert(
+            run,
+            Run {
+                pool: key.clone(),
+                node: node.to_owned(),
+                kind: RunKind::JobPreparation,
+                job: job.id.clone(),
+                task: String::new(),
+                slots: 0,
+                retention: None,
+            },
+        );
+        if let Some(n) = self.pools.get_mut(key).and_then(|p| p.nodes.get_mut(node)) {
+            n.runs.insert(run);
+        }
+    }
+
+    fn on_prep_end(&mut self, account: &str, run: &Run, end: &RunEnd) {
+        let job_key = (account.to_owned(), id_key(&run.job));
+        let Some(entry) = self
+            .preps
+            .get_mut(&job_key)
+            .and_then(|m| m.get_mut(&run.node))
+        else {
+            return;
+        };
+        let slot = match run.kind {
+            RunKind::JobRelease => entry.release.get_or_insert_with(PrepRun::default),
+            _ => &mut entry.prep,
+        };
+        slot.completed = true;
+        slot.start_time = end.start_time.or(slot.start_time);
+        slot.end_time = Some(end.end_time);
+        slot.exit_code = end.exit_code;
+        slot.result = Some(end.result);
+        slot.failure_info = end.failure_info.clone();
+        if run.kind != RunKind::JobPreparation || end.result == TaskResult::Success {
+            return;
+        }
+        // A failed preparation task is retried like a task (non-zero exit, retries left).
+        let retry = slot.retry_count;
+        let Ok(job) = self
+            .batch
+            .get_job(account, &run.job, &Conditions::default())
+        else {
+            return;
+        };
+        let Some(prep) = job.spec.job_preparation_task.clone() else {
+            return;
+        };
+        let max = prep
+            .constraints
+            .as_ref()
+            .and_then(|c| c.max_task_retry_count)
+            .unwrap_or(0);
+        let retryable = end.exit_code.is_some_and(|c| c != 0) && !end.pre_processing_error;
+        if retryable && (max == -1 || retry < max) {
+            self.start_prep(&run.pool, account, &job, &run.node, &prep, retry + 1);
+        }
+    }
+
+    /// The job ended: its release task runs on every node that ran its preparation task.
+    fn start_releases(&mut self, account: &str, job: &cobalt_model::batch::Job) {
+        let Some(release) = job.spec.job_release_task.clone() else {
+            return;
+        };
+        let job_key = (account.to_owned(), id_key(&job.id));
+        let nodes: Vec<(String, String)> = self
+            .preps
+            .get(&job_key)
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, p)| p.release.is_none())
+                    .map(|(n, p)| (n.clone(), p.pool.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (node, pool) in nodes {
+            let key = (account.to_owned(), pool);
+            let Some(out) = self
+                .pools
+                .get(&key)
+                .and_then(|p| p.nodes.get(&node))
+                .and_then(|n| n.out.clone())
+            else {
+                continue;
+            };
+            let run = self.next_run;
+            self.next_run += 1;
+            let _ = out.send(ServerMessage::Run {
+                runs: vec![placement::release_assignment(run, job, &release)],
+            });
+            if let Some(entry) = self.preps.get_mut(&job_key).and_then(|m| m.get_mut(&node)) {
+                entry.release = Some(PrepRun {
+                    start_time: Some(Timestamp::now()),
+                    ..PrepRun::default()
+                });
+            }
+            self.runs.insert(
+                run,
+                Run {
+                    pool: key,
+                    node,
+                    kind: RunKind::JobRelease,
+                    job: job.id.clone(),
+                    task: String::new(),
+                    slots: 0,
+                    retention: None,
+                },
+            );
+        }
+    }
+
     fn on_closed(&mut self, conn: u64) {
         // Pending file requests of the connection are answered "not connected".
         self.files.retain(|_, (c, _)| *c != conn);
@@ -1337,8 +1580,18 @@ impl Dispatcher {
         let mut starts = Vec::new();
         let mut placed: HashMap<(String, String), String> = HashMap::new();
         for rj in &runnable {
+            // Nodes where the job's preparation task allows its tasks now.
+            let ready = self.prep_ready(key, &account, &rj.job, &slots);
             for task in &rj.tasks {
-                let Some(i) = placement::place(&slots, task.required_slots(), pack) else {
+                let view: Vec<Slots> = slots
+                    .iter()
+                    .zip(&ready)
+                    .map(|(s, ok)| Slots {
+                        node: s.node.clone(),
+                        free: if *ok { s.free } else { 0 },
+                    })
+                    .collect();
+                let Some(i) = placement::place(&view, task.required_slots(), pack) else {
                     continue;
                 };
                 slots[i].free -= task.required_slots();

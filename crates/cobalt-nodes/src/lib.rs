@@ -22,7 +22,7 @@ use std::time::Duration;
 use cobalt_batch::{Batch, Change, Observer};
 use cobalt_model::Accounts;
 
-pub use dispatcher::Input;
+pub use dispatcher::{Input, PrepRelease, PrepRun};
 
 /// How the node service runs.
 #[derive(Clone, Debug)]
@@ -123,6 +123,21 @@ impl Nodes {
         let gone = cobalt_model::batch::NodeActionError::NotFound;
         self.inputs.send(input).map_err(|_| gone)?;
         rx.recv_timeout(Duration::from_secs(30)).map_err(|_| gone)?
+    }
+
+    /// The job preparation and release runs of `job`, per node (since this process started).
+    /// Blocks: call it from a blocking thread.
+    pub fn prep_release(&self, account: &str, job: &str) -> Vec<(String, PrepRelease)> {
+        let (tx, rx) = mpsc::channel();
+        let input = Input::PrepStatus {
+            account: account.to_owned(),
+            job: job.to_owned(),
+            reply: tx,
+        };
+        if self.inputs.send(input).is_err() {
+            return Vec::new();
+        }
+        rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default()
     }
 
     /// Stops every local agent and the dispatcher thread.

@@ -1,7 +1,8 @@
 //! Pure decisions: which node a task goes to, and what an agent is told to run.
 
 use cobalt_model::batch::{
-    ElevationLevel, EnvironmentSetting, IsoDuration, Job, StartTask, Task, UserIdentity,
+    ElevationLevel, EnvironmentSetting, IsoDuration, Job, JobPreparationTask, JobReleaseTask,
+    StartTask, Task, UserIdentity,
 };
 use cobalt_proto::{Assignment, RunKind, layout};
 
@@ -68,6 +69,75 @@ pub fn task_assignment(run: u64, job: &Job, task: &Task) -> Assignment {
                 .and_then(|c| c.max_wall_clock_time.as_ref()),
         ),
         elevated: elevated(task.spec.user_identity.as_ref()),
+        job_prep_dir: job
+            .spec
+            .job_preparation_task
+            .as_ref()
+            .map(|_| prep_dir(&job.id)),
+    }
+}
+
+/// The job preparation task's directory of `job`.
+pub fn prep_dir(job: &str) -> String {
+    format!("{}/jobpreparation", layout::job_dir(job))
+}
+
+/// The job release task's directory of `job`.
+pub fn release_dir(job: &str) -> String {
+    format!("{}/jobrelease", layout::job_dir(job))
+}
+
+/// The run of a job's preparation task.
+pub fn prep_assignment(run: u64, job: &Job, prep: &JobPreparationTask) -> Assignment {
+    let mut environment = job.spec.common_environment_settings.clone();
+    environment.extend(prep.environment_settings.iter().cloned());
+    environment.push(var("AZ_BATCH_JOB_ID", &job.id));
+    environment.push(var(
+        "AZ_BATCH_TASK_ID",
+        prep.id.as_deref().unwrap_or("jobpreparation"),
+    ));
+    Assignment {
+        run,
+        kind: RunKind::JobPreparation,
+        dir: prep_dir(&job.id),
+        command_line: prep.command_line.clone(),
+        environment,
+        resource_files: prep.resource_files.clone(),
+        output_files: Vec::new(),
+        max_wall_clock_seconds: seconds(
+            prep.constraints
+                .as_ref()
+                .and_then(|c| c.max_wall_clock_time.as_ref()),
+        ),
+        elevated: elevated(prep.user_identity.as_ref()),
+        job_prep_dir: Some(prep_dir(&job.id)),
+    }
+}
+
+/// The run of a job's release task (at most 15 minutes by default).
+pub fn release_assignment(run: u64, job: &Job, release: &JobReleaseTask) -> Assignment {
+    let mut environment = job.spec.common_environment_settings.clone();
+    environment.extend(release.environment_settings.iter().cloned());
+    environment.push(var("AZ_BATCH_JOB_ID", &job.id));
+    environment.push(var(
+        "AZ_BATCH_TASK_ID",
+        release.id.as_deref().unwrap_or("jobrelease"),
+    ));
+    Assignment {
+        run,
+        kind: RunKind::JobRelease,
+        dir: release_dir(&job.id),
+        command_line: release.command_line.clone(),
+        environment,
+        resource_files: release.resource_files.clone(),
+        output_files: Vec::new(),
+        max_wall_clock_seconds: seconds(release.max_wall_clock_time.as_ref()).or(Some(900.0)),
+        elevated: elevated(release.user_identity.as_ref()),
+        job_prep_dir: job
+            .spec
+            .job_preparation_task
+            .as_ref()
+            .map(|_| prep_dir(&job.id)),
     }
 }
 
@@ -83,6 +153,7 @@ pub fn start_task_assignment(run: u64, start: &StartTask) -> Assignment {
         output_files: Vec::new(),
         max_wall_clock_seconds: None,
         elevated: elevated(start.user_identity.as_ref()),
+        job_prep_dir: None,
     }
 }
 

@@ -192,6 +192,11 @@ pub struct Assignment {
     pub max_wall_clock_seconds: Option<f64>,
     /// Run as an administrator (root) rather than an unprivileged user.
     pub elevated: bool,
+    /// The job preparation task's directory on this node (relative to the node root), when
+    /// the job has one: the agent sets `AZ_BATCH_JOB_PREP_DIR` and
+    /// `AZ_BATCH_JOB_PREP_WORKING_DIR` from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_prep_dir: Option<String>,
 }
 
 /// A request for the files of a node.

@@ -215,6 +215,49 @@ impl cobalt_batch_api::NodeAgents for NodeFilesOf {
     ) -> Result<(), cobalt_model::batch::NodeActionError> {
         self.0.act(account, pool, node, action)
     }
+
+    fn prep_release(&self, account: &str, job: &str) -> Vec<serde_json::Value> {
+        let info = |r: &cobalt_nodes::PrepRun, dir: String| {
+            serde_json::json!({
+                "state": if r.completed { "completed" } else { "running" },
+                "startTime": r.start_time,
+                "endTime": r.end_time,
+                "exitCode": r.exit_code,
+                "result": r.result,
+                "failureInfo": r.failure_info,
+                "retryCount": r.retry_count,
+                "taskRootDirectory": dir,
+            })
+        };
+        self.0
+            .prep_release(account, job)
+            .into_iter()
+            .map(|(node, p)| {
+                let mut v = serde_json::json!({
+                    "poolId": p.pool,
+                    "nodeId": node,
+                    "jobPreparationTaskExecutionInfo":
+                        info(&p.prep, format!("workitems/{job}/job-1/jobpreparation")),
+                });
+                if let Some(r) = &p.release {
+                    v["jobReleaseTaskExecutionInfo"] =
+                        info(r, format!("workitems/{job}/job-1/jobrelease"));
+                }
+                strip_nulls(&mut v);
+                v
+            })
+            .collect()
+    }
+}
+
+/// Removes `null` members (the wire leaves absent properties out).
+fn strip_nulls(v: &mut serde_json::Value) {
+    if let serde_json::Value::Object(map) = v {
+        map.retain(|_, v| !v.is_null());
+        for v in map.values_mut() {
+            strip_nulls(v);
+        }
+    }
 }
 
 /// A started server.

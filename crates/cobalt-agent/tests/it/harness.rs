@@ -321,6 +321,7 @@ pub fn task(run: u64, command_line: &str) -> Assignment {
         output_files: Vec::new(),
         max_wall_clock_seconds: None,
         elevated: false,
+        job_prep_dir: None,
     }
 }
 
