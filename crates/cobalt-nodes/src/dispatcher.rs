@@ -99,8 +99,6 @@ pub enum Input {
 
 type PoolKey = (String, String);
 
-/// How often changed node records are saved, at most.
-const NODE_FLUSH: Duration = Duration::from_millis(50);
 /// Most recent tasks a node record lists.
 const RECENT_TASKS: usize = 10;
 /// A local agent that dies this soon after starting, without connecting, failed to start.
@@ -189,8 +187,6 @@ struct Dispatcher {
     next_run: u64,
     files: HashMap<u64, (u64, std::sync::mpsc::Sender<Option<FileOutcome>>)>,
     next_file: u64,
-        /// When node records were last saved.
-    nodes_flushed: Instant,
     /// Job preparation and release runs per (account, job key) and node.
     preps: HashMap<(String, String), BTreeMap<String, PrepRelease>>,
     /// Task directories to remove when their retention time is over: (when, pool, node, dir).
@@ -219,8 +215,7 @@ pub fn spawn(
         files: HashMap::new(),
         next_file: 1,
         cleanups: std::collections::BinaryHeap::new(),
-                preps: HashMap::new(),
-        nodes_flushed: Instant::now(),
+        preps: HashMap::new(),
     };
     std::thread::Builder::new()
         .name("cobalt-dispatcher".to_owned())
@@ -1718,15 +1713,9 @@ impl Dispatcher {
         }
     }
 
-        /// Saves changed node records: at once when nodes were removed, otherwise at most every
-    /// [`NODE_FLUSH`] (a busy node's counters change with every task).
     fn flush_nodes(&mut self) {
-        let due = self.nodes_flushed.elapsed() >= NODE_FLUSH;
-        if due {
-            self.nodes_flushed = Instant::now();
-        }
         for rt in self.pools.values_mut() {
-            if rt.dirty.is_empty() && rt.removed.is_empty() || !due && rt.removed.is_empty() {
+            if rt.dirty.is_empty() && rt.removed.is_empty() {
                 continue;
             }
             let nodes: Vec<Node> = rt
