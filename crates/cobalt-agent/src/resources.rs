@@ -93,6 +93,11 @@ fn last_segment(url: &str) -> String {
 }
 
 fn file_mode(file: &ResourceFile) -> Result<Option<u32>, FailureInfo> {
+    // Azure applies 0770 when fileMode is absent; its start task and tasks run as users of one
+    // group. Here an elevated start task runs as root and non-admin tasks as `nobody`, so a
+    // 0770 file copied by the start task (the tutorial's `cp -p` to the shared directory) could
+    // not be read by the tasks: without fileMode the file keeps the mode it was created with
+    // (0644 under the usual umask).
     let Some(text) = file.file_mode.as_deref() else {
         return Ok(None);
     };
@@ -263,6 +268,7 @@ mod tests {
             })
         };
         assert_eq!(mode("0755").unwrap(), Some(0o755));
+        assert_eq!(file_mode(&ResourceFile::default()).unwrap(), None);
         assert_eq!(mode("644").unwrap(), Some(0o644));
         assert!(mode("0999").is_err() && mode("rwx").is_err() && mode("77777").is_err());
         assert_eq!(last_segment("http://h/c/dir/a%20b.txt?sig=x"), "a b.txt");

@@ -1,7 +1,7 @@
 //! Compute nodes: reads for the API, and the writes of the dispatcher that runs them (node
 //! records, the pool's current size).
 
-use cobalt_model::batch::{AllocationState, Node, NodeState, Pool, PoolState, Timestamp, id_key};
+use cobalt_model::batch::{AllocationState, Node, Pool, PoolState, Timestamp, id_key};
 use cobalt_store::{Kind, Scope, StateCount, Write};
 use serde_json::Value;
 
@@ -96,13 +96,9 @@ impl Batch {
             return Ok(());
         };
         let nodes = self.pool_nodes(account, pool_id)?;
-        let live = |n: &&Node| !matches!(n.state, NodeState::LeavingPool);
-        let dedicated = nodes.iter().filter(live).filter(|n| n.is_dedicated).count();
-        let low = nodes
-            .iter()
-            .filter(live)
-            .filter(|n| !n.is_dedicated)
-            .count();
+        // A node leaving the pool still counts until it is gone (the pool is resizing).
+        let dedicated = nodes.iter().filter(|n| n.is_dedicated).count();
+        let low = nodes.iter().filter(|n| !n.is_dedicated).count();
         let dedicated = i32::try_from(dedicated).unwrap_or(i32::MAX);
         let low = i32::try_from(low).unwrap_or(i32::MAX);
         let reached = dedicated == pool.spec.target_dedicated_nodes.unwrap_or(0)

@@ -274,7 +274,8 @@ impl Batch {
             i32::MAX,
         )?;
         validate::min_duration("resizeTimeout", resize.resize_timeout.as_ref(), 300)?;
-        self.change_pool(account, id, cond, |pool| {
+        let option = resize.node_deallocation_option.unwrap_or_default();
+        let pool = self.change_pool_quietly(account, id, cond, |pool| {
             if pool.spec.enable_auto_scale == Some(true) {
                 return Err(BatchError::new(ErrorCode::OperationInvalidForCurrentState)
                     .with_message(
@@ -295,7 +296,17 @@ impl Batch {
             pool.allocation_state_transition_time = now;
             pool.resize_errors.clear();
             Ok(())
-        })
+        })?;
+        self.notify(Change::PoolResize {
+            account: account.to_owned(),
+            pool: pool.spec.id.clone(),
+            option,
+        });
+        self.notify(Change::Pool {
+            account: account.to_owned(),
+            pool: pool.spec.id.clone(),
+        });
+        Ok(pool)
     }
 
     /// Stops a resize: the pool keeps the nodes it has.

@@ -51,6 +51,15 @@ pub enum Change {
         /// What happens to running tasks.
         option: cobalt_model::batch::DisableJobOption,
     },
+    /// A pool is being resized; nodes it sheds handle their running tasks per `option`.
+    PoolResize {
+        /// The account.
+        account: String,
+        /// The pool.
+        pool: String,
+        /// What happens to the running tasks of removed nodes.
+        option: cobalt_model::batch::NodeDeallocationOption,
+    },
     /// Nodes were removed from a pool (its target already lowered by as many).
     NodesRemoved {
         /// The account.

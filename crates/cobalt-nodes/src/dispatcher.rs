@@ -115,6 +115,20 @@ struct NodeRt {
     free: i32,
     runs: HashSet<u64>,
     start_task_run: Option<u64>,
+    /// What happens to the node once its running tasks are done (`taskcompletion`).
+    after_drain: Option<Drain>,
+}
+
+/// What a draining node does once its running tasks are done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Drain {
+    /// Leave the pool.
+    Remove,
+    /// Restart (reboot), wiping the node root first (reimage) or not.
+    Restart {
+        /// Reimage.
+        wipe: bool,
+    },
 }
 
 struct PoolRt {
@@ -128,6 +142,8 @@ struct PoolRt {
     spawn_failures: u32,
     /// Nodes lost (agent died, server restarted) that a steady pool replaces.
     lost: usize,
+    /// What happens to running tasks when a resize down removes nodes.
+    dealloc: NodeDeallocationOption,
     /// The active jobs on the pool, best first (None: to be read again after a job changed).
     jobs: Option<Arc<Vec<cobalt_model::batch::Job>>>,
 }
@@ -366,8 +382,16 @@ impl Dispatcher {
             } => {
                 let key = pool_key(&account, &pool);
                 for node in nodes {
-                    self.stop_node_runs(&key, &node, option);
-                    self.remove_node(&key, &node, true, false);
+                    self.drain_or(&key, &node, option, Drain::Remove);
+                }
+            }
+            Change::PoolResize {
+                account,
+                pool,
+                option,
+            } => {
+                if let Some(rt) = self.pools.get_mut(&pool_key(&account, &pool)) {
+                    rt.dealloc = option;
                 }
             }
             Change::TaskStopped { account, job, task } => {
@@ -509,6 +533,7 @@ impl Dispatcher {
                     wants_schedule: true,
                     spawn_failures: 0,
                     lost: 0,
+                    dealloc: NodeDeallocationOption::Requeue,
                     jobs: None,
                 });
                 rt.lost += lost;
@@ -557,7 +582,11 @@ impl Dispatcher {
             return;
         };
         let target = usize::try_from(rt.pool.target_nodes()).unwrap_or(0);
-        let live = rt.nodes.len();
+        let live = rt
+            .nodes
+            .values()
+            .filter(|n| n.after_drain.is_none())
+            .count();
         // A resizing pool moves to its target; a steady one (e.g. after a stopped resize)
         // only replaces lost nodes.
         let resizing = rt.pool.allocation_state == AllocationState::Resizing;
@@ -578,11 +607,16 @@ impl Dispatcher {
             let mut order: Vec<(usize, String)> = rt
                 .nodes
                 .iter()
+                .filter(|(_, n)| n.after_drain.is_none())
                 .map(|(id, n)| (n.runs.len(), id.clone()))
                 .collect();
             order.sort();
+            let option = self
+                .pools
+                .get(key)
+                .map_or(NodeDeallocationOption::Requeue, |p| p.dealloc);
             for (_, id) in order.into_iter().take(live - target) {
-                self.remove_node(key, &id, true, true);
+                self.drain_or(key, &id, option, Drain::Remove);
             }
         }
     }
@@ -657,6 +691,7 @@ impl Dispatcher {
                 free,
                 runs: HashSet::new(),
                 start_task_run: None,
+                after_drain: None,
             },
         );
         rt.dirty.insert(id);
@@ -788,6 +823,7 @@ impl Dispatcher {
             free: slots,
             runs: HashSet::new(),
             start_task_run: None,
+            after_drain: None,
         });
         if let Some(old) = entry.conn.replace(conn) {
             self.conns.remove(&old);
@@ -946,6 +982,7 @@ impl Dispatcher {
         };
         self.by_task
             .remove(&(run.pool.0.clone(), id_key(&run.job), id_key(&run.task)));
+        let (run_pool, run_node) = (run.pool.clone(), run.node.clone());
         let Some(rt) = self.pools.get_mut(&run.pool) else {
             return;
         };
@@ -1011,6 +1048,7 @@ impl Dispatcher {
                 });
             }
         }
+        self.check_drained(&run_pool, &run_node);
     }
 
     fn on_start_task_end(
@@ -1037,7 +1075,7 @@ impl Dispatcher {
             info.end_time = Some(end.end_time);
             info.exit_code = end.exit_code;
             info.result = Some(end.result);
-            info.failure_info = end.failure_info.clone();
+            info.failure_info = end.failure_info.clone().or_else(|| exit_failure(end));
         }
         if end.result == TaskResult::Success {
             self.set_node_state(key, id, NodeState::Idle);
@@ -1172,11 +1210,71 @@ impl Dispatcher {
                     return Err(NodeActionError::InvalidState);
                 }
                 let wipe = matches!(action, NodeAction::Reimage(_));
-                self.stop_node_runs(&key, id, option);
-                self.restart_local_node(&key, id, wipe);
+                self.drain_or(&key, id, option, Drain::Restart { wipe });
             }
         }
         Ok(())
+    }
+
+    /// A draining node whose last task ended leaves or restarts now.
+    fn check_drained(&mut self, key: &PoolKey, id: &str) {
+        let Some(n) = self.pools.get(key).and_then(|p| p.nodes.get(id)) else {
+            return;
+        };
+        let Some(drain) = n.after_drain else {
+            return;
+        };
+        let busy = n
+            .runs
+            .iter()
+            .any(|r| self.runs.get(r).is_some_and(|r| r.kind == RunKind::Task));
+        if !busy {
+            self.finish_drain(key, id, drain);
+        }
+    }
+
+    /// Removes or restarts a node per its deallocation option: `taskcompletion` and
+    /// `retaineddata` let its running tasks finish first (no new task goes to it meanwhile);
+    /// `requeue` and `terminate` stop them now.
+    fn drain_or(&mut self, key: &PoolKey, id: &str, option: NodeDeallocationOption, drain: Drain) {
+        let busy = self
+            .pools
+            .get(key)
+            .and_then(|p| p.nodes.get(id))
+            .is_some_and(|n| {
+                n.runs
+                    .iter()
+                    .any(|r| self.runs.get(r).is_some_and(|r| r.kind == RunKind::Task))
+            });
+        let waits = matches!(
+            option,
+            NodeDeallocationOption::TaskCompletion | NodeDeallocationOption::RetainedData
+        );
+        if waits && busy {
+            if let Some(n) = self.pools.get_mut(key).and_then(|p| p.nodes.get_mut(id)) {
+                n.after_drain = Some(drain);
+                if drain == Drain::Remove {
+                    n.node.transition(NodeState::LeavingPool, Timestamp::now());
+                }
+            }
+            self.touch_node(key, id);
+            return;
+        }
+        self.stop_node_runs(key, id, option);
+        self.finish_drain(key, id, drain);
+    }
+
+    fn finish_drain(&mut self, key: &PoolKey, id: &str, drain: Drain) {
+        match drain {
+            // The pool's target already accounts for the node (resize down, remove nodes).
+            Drain::Remove => self.remove_node(key, id, true, false),
+            Drain::Restart { wipe } => {
+                if let Some(n) = self.pools.get_mut(key).and_then(|p| p.nodes.get_mut(id)) {
+                    n.after_drain = None;
+                }
+                self.restart_local_node(key, id, wipe);
+            }
+        }
     }
 
     fn touch_node(&mut self, key: &PoolKey, id: &str) {
@@ -1355,7 +1453,7 @@ impl Dispatcher {
         slot.end_time = Some(end.end_time);
         slot.exit_code = end.exit_code;
         slot.result = Some(end.result);
-        slot.failure_info = end.failure_info.clone();
+        slot.failure_info = end.failure_info.clone().or_else(|| exit_failure(end));
         if run.kind != RunKind::JobPreparation || end.result == TaskResult::Success {
             return;
         }
@@ -1531,6 +1629,7 @@ impl Dispatcher {
             .iter()
             .filter(|(_, n)| {
                 n.out.is_some()
+                    && n.after_drain.is_none()
                     && n.free > 0
                     && n.node.scheduling_state == SchedulingState::Enabled
                     && matches!(n.node.state, NodeState::Idle | NodeState::Running)
@@ -1763,6 +1862,20 @@ impl Dispatcher {
             let _ = child.wait();
         }
     }
+}
+
+/// The failure of a run that exited with a non-zero code and nothing else went wrong.
+fn exit_failure(end: &RunEnd) -> Option<cobalt_model::batch::FailureInfo> {
+    let code = end.exit_code.filter(|c| *c != 0)?;
+    Some(cobalt_model::batch::FailureInfo {
+        category: cobalt_model::batch::ErrorCategory::UserError,
+        code: Some("FailureExitCode".to_owned()),
+        message: Some("The task exited with an exit code representing a failure".to_owned()),
+        details: vec![cobalt_model::batch::NameValue {
+            name: "Message".to_owned(),
+            value: Some(format!("The task exited with exit code {code}")),
+        }],
+    })
 }
 
 /// Sets a node's running counters and state (idle ⇄ running) from its runs.
