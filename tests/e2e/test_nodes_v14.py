@@ -180,8 +180,8 @@ def first_run_sleeps(marks: Path, name: str, seconds: int = 30) -> str:
     """A command that sleeps `seconds` the first time it runs and exits 0 at once on any
     later run (a marker in the world-writable `marks` directory, shared by all nodes)."""
     m = marks / name
-    return (f"/bin/sh -c 'if [ -e {m} ]; then echo second run; exit 0; fi; touch {m}; "
-            f"echo first run; exec /bin/sleep {seconds}'")
+    return (f"/bin/sh -c 'if [ -e {m} ]; then echo second run; exit 0; fi; echo $$ > {m}.pid; "
+            f"touch {m}; echo first run; exec /bin/sleep {seconds}'")
 
 
 def wait_first_run(marks: Path, name: str):
@@ -1456,6 +1456,12 @@ def test_a_lost_node_is_replaced_and_its_task_requeued(client, cobalt_server, ma
     assert ei.retry_count == 0 and ei.requeue_count == 0, ei
     assert t.node_info.node_id != nid
     assert b"second run" in read_task_file(client, jid, "survivor", "stdout.txt")
+    # The first run's process died with its agent: it does not go on, orphaned, on this
+    # machine while the task runs again elsewhere.
+    first = int((marks / f"{jid}-survivor.pid").read_text())
+    wait_for(lambda: not Path(f"/proc/{first}").exists()
+             or "State:\tZ" in Path(f"/proc/{first}/status").read_text(errors="replace"),
+             10, what="the first run's process gone")
     nodes = idle_nodes(client, pid, 1)
     assert nodes[0].id != nid
     p = client.pool.get(pid)

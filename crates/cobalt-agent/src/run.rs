@@ -144,11 +144,8 @@ async fn execute(
         Err(end) => return end.map(|end| *end),
     };
     let start = Timestamp::now();
-    let _ = ctx.events.send(Event::Started {
-        run: a.run,
-        at: start,
-    });
-    let (code, info) = run_command(ctx, &a, &task_dir, (stdout, stderr), &mut stop, pgid).await?;
+    let (code, info) =
+        run_command(ctx, &a, &task_dir, (stdout, stderr), &mut stop, pgid, start).await?;
     Some(finish(ctx, &a, &task_dir, Some(start), code, info).await)
 }
 
@@ -218,6 +215,7 @@ async fn run_command(
     (stdout, stderr): (File, File),
     stop: &mut watch::Receiver<Stop>,
     pgid: &AtomicI32,
+    start: Timestamp,
 ) -> Option<(Option<i32>, Option<FailureInfo>)> {
     let argv = match exec::split_command(&a.command_line) {
         Ok(argv) => argv,
@@ -256,6 +254,11 @@ async fn run_command(
         .and_then(|id| i32::try_from(id).ok())
         .unwrap_or(0);
     pgid.store(group, Ordering::SeqCst);
+    let _ = ctx.events.send(Event::Started {
+        run: a.run,
+        at: start,
+        pgid: (group > 0).then_some(group),
+    });
     let outcome = match wait(&mut child, group, a.max_wall_clock_seconds, stop).await {
         Ok(Exit::Exited(status)) => (Some(exec::exit_code(status)), None),
         Ok(Exit::TimedOut(status)) => {

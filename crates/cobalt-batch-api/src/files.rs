@@ -129,7 +129,7 @@ impl FileTarget<'_> {
             .as_deref()
             .and_then(|a| a.parse().ok())
             .unwrap_or(0);
-        let end = (skip + q.page.limit).min(items.len());
+        let end = skip.saturating_add(q.page.limit).min(items.len());
         let next = (end < items.len()).then(|| end.to_string());
         items = items.into_iter().skip(skip).take(q.page.limit).collect();
         list_response(req, "files", cobalt_batch::Page { items, next })

@@ -493,7 +493,7 @@ pub(crate) fn static_page(
         })?,
     };
     let kept: Vec<Value> = items.into_iter().filter_map(|v| q.keep(v)).collect();
-    let end = (skip + q.page.limit).min(kept.len());
+    let end = skip.saturating_add(q.page.limit).min(kept.len());
     let next = (end < kept.len()).then(|| end.to_string());
     Ok(Page {
         items: kept.into_iter().skip(skip).take(q.page.limit).collect(),

@@ -530,6 +530,7 @@ impl Batch {
         let _guard = self.lock();
         let now = Timestamp::now();
         let mut writes = Vec::new();
+        let mut jobs = Vec::new();
         for (job_id, task_id) in runs {
             let Some(mut task) = self.load::<Task>(&tasks::scope(account, &job_id), &task_id)?
             else {
@@ -552,8 +553,16 @@ impl Batch {
             task.e_tag = e_tag;
             task.last_modified = stamp;
             writes.push(self.save_task(account, &job_id, &task)?);
+            jobs.push(job_id.clone());
         }
-        self.apply(&writes)
+        self.apply(&writes)?;
+        // Their jobs may now be complete (onAllTasksComplete).
+        jobs.sort();
+        jobs.dedup();
+        for job in jobs {
+            self.attend(account, Kind::Job, &id_key(&job));
+        }
+        Ok(())
     }
 
     /// Every task in `running` or `preparing` of the account (for recovery at startup).

@@ -15,6 +15,8 @@ use crate::validate;
 
 /// Most task slots a node may have.
 const MAX_TASK_SLOTS_PER_NODE: i32 = 256;
+/// Most nodes of each kind a pool may ask for (Azure's limit is the account's core quota).
+const MAX_TARGET_NODES: i32 = 10_000;
 
 fn scope(account: &str) -> Scope {
     Scope::top(account, Kind::Pool)
@@ -265,13 +267,13 @@ impl Batch {
             "targetDedicatedNodes",
             resize.target_dedicated_nodes,
             0,
-            i32::MAX,
+            MAX_TARGET_NODES,
         )?;
         validate::range(
             "targetLowPriorityNodes",
             resize.target_low_priority_nodes,
             0,
-            i32::MAX,
+            MAX_TARGET_NODES,
         )?;
         validate::min_duration("resizeTimeout", resize.resize_timeout.as_ref(), 300)?;
         let option = resize.node_deallocation_option.unwrap_or_default();
@@ -440,13 +442,13 @@ fn validate_pool(spec: &PoolSpec) -> BatchResult<()> {
         "targetDedicatedNodes",
         spec.target_dedicated_nodes,
         0,
-        i32::MAX,
+        MAX_TARGET_NODES,
     )?;
     validate::range(
         "targetLowPriorityNodes",
         spec.target_low_priority_nodes,
         0,
-        i32::MAX,
+        MAX_TARGET_NODES,
     )?;
     validate::range(
         "taskSlotsPerNode",

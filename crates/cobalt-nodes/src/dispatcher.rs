@@ -187,6 +187,8 @@ struct Run {
     slots: i32,
     /// How long the task directory is kept after the run ends.
     retention: Option<Duration>,
+    /// The command's process group, once started (for local nodes whose agent dies).
+    pgid: Option<i32>,
 }
 
 struct Dispatcher {
@@ -445,7 +447,19 @@ impl Dispatcher {
             p.jobs = None;
         }
         self.job_pool.remove(&(account.to_owned(), id_key(job_id)));
-        let Ok(job) = self.batch.get_job(account, job_id, &Conditions::default()) else {
+        let job = match self.batch.get_job(account, job_id, &Conditions::default()) {
+            Ok(job) => Ok(job),
+            Err(e) if e.code == cobalt_batch::ErrorCode::JobNotFound => Err(()),
+            Err(e) => {
+                tracing::error!(
+                    code = e.code.as_str(),
+                    job = job_id,
+                    "cannot read a changed job"
+                );
+                return;
+            }
+        };
+        let Ok(job) = job else {
             // Deleted: its runs stop.
             for run in self.job_runs(account, job_id) {
                 self.kill_run(run);
@@ -634,6 +648,10 @@ impl Dispatcher {
         let Some(account) = self.accounts.get(&rt.account) else {
             return false;
         };
+        // Nodes beyond the dedicated target are the low-priority ones.
+        let dedicated = i32::try_from(rt.nodes.values().filter(|n| n.node.is_dedicated).count())
+            .unwrap_or(i32::MAX)
+            < rt.pool.spec.target_dedicated_nodes.unwrap_or(0);
         let Some(key_bytes) = account.keys.first() else {
             return false;
         };
@@ -676,7 +694,7 @@ impl Dispatcher {
             recent_tasks: Vec::new(),
             start_task: rt.pool.spec.start_task.clone(),
             start_task_info: None,
-            is_dedicated: true,
+            is_dedicated: dedicated,
             node_agent_info: None,
         };
         let free = rt.pool.task_slots_per_node();
@@ -846,6 +864,7 @@ impl Dispatcher {
         if fresh {
             entry.node.last_boot_time = Some(now);
         }
+        let is_dedicated = entry.node.is_dedicated.to_string();
         let env = vec![
             ("AZ_BATCH_ACCOUNT_NAME".to_owned(), hello.account.clone()),
             (
@@ -854,15 +873,20 @@ impl Dispatcher {
             ),
             ("AZ_BATCH_POOL_ID".to_owned(), rt.pool.spec.id.clone()),
             ("AZ_BATCH_NODE_ID".to_owned(), id.clone()),
-            ("AZ_BATCH_NODE_IS_DEDICATED".to_owned(), "true".to_owned()),
+            ("AZ_BATCH_NODE_IS_DEDICATED".to_owned(), is_dedicated),
         ];
         let _ = out.send(ServerMessage::Welcome(Welcome {
             node_id: id.clone(),
             environment: env,
             heartbeat_seconds: self.config.heartbeat.as_secs().max(1),
         }));
-        let needs_start_task =
-            entry.node.start_task_info.is_none() && entry.start_task_run.is_none();
+        // A start task that never ran, or whose run was lost with the connection, runs now.
+        let needs_start_task = entry.start_task_run.is_none()
+            && entry
+                .node
+                .start_task_info
+                .as_ref()
+                .is_none_or(|i| i.state == StartTaskState::Running);
         let account = rt.account.clone();
         rt.dirty.insert(id.clone());
         rt.wants_schedule = true;
@@ -888,7 +912,47 @@ impl Dispatcher {
         }
         match start_task.filter(|_| needs_start_task) {
             Some(start) => self.run_start_task(&key, &id, &start, 0),
-            None => self.set_node_state(&key, &id, NodeState::Idle),
+            None => {
+                let state = self.settled_state(&key, &id);
+                self.set_node_state(&key, &id, state);
+            }
+        }
+    }
+
+    /// The state of a connected node from its facts: a failed start task it waits for, a
+    /// start task still running, scheduling disabled, or its running tasks.
+    fn settled_state(&self, key: &PoolKey, id: &str) -> NodeState {
+        let Some(rt) = self.pools.get(key) else {
+            return NodeState::Idle;
+        };
+        let Some(n) = rt.nodes.get(id) else {
+            return NodeState::Idle;
+        };
+        let wait = rt
+            .pool
+            .spec
+            .start_task
+            .as_ref()
+            .is_some_and(|t| t.wait_for_success.unwrap_or(true));
+        if let Some(info) = &n.node.start_task_info {
+            if info.state == StartTaskState::Running && wait {
+                return NodeState::WaitingForStartTask;
+            }
+            if info.result == Some(TaskResult::Failure) && wait {
+                return NodeState::StartTaskFailed;
+            }
+        }
+        if n.node.scheduling_state == SchedulingState::Disabled {
+            return NodeState::Offline;
+        }
+        let busy = n
+            .runs
+            .iter()
+            .any(|r| self.runs.get(r).is_some_and(|r| r.kind == RunKind::Task));
+        if busy {
+            NodeState::Running
+        } else {
+            NodeState::Idle
         }
     }
 
@@ -934,6 +998,7 @@ impl Dispatcher {
             });
         }
         rt.dirty.insert(id.to_owned());
+        node.runs.insert(run);
         self.runs.insert(
             run,
             Run {
@@ -944,6 +1009,7 @@ impl Dispatcher {
                 task: String::new(),
                 slots: 0,
                 retention: None,
+                pgid: None,
             },
         );
     }
@@ -959,17 +1025,45 @@ impl Dispatcher {
     }
 
     fn on_message(&mut self, conn: u64, message: AgentMessage) {
+        // Only a welcomed agent speaks, and only of its own node's runs and file requests.
+        let Some((key, node)) = self.conns.get(&conn).cloned() else {
+            tracing::warn!(
+                conn,
+                "a message from a connection that is not a node; ignored"
+            );
+            return;
+        };
+        let mine = |r: &Run| r.pool == key && r.node == node;
         match message {
             AgentMessage::Events { events } => {
                 for event in events {
-                    if let Event::Ended(end) = event {
-                        self.on_run_end(end);
+                    match event {
+                        Event::Ended(end) => {
+                            if self.runs.get(&end.run).is_some_and(mine) {
+                                self.on_run_end(end);
+                            }
+                        }
+                        Event::Started { run, pgid, .. } => {
+                            let local = self
+                                .pools
+                                .get(&key)
+                                .and_then(|p| p.nodes.get(&node))
+                                .is_some_and(|n| n.child.is_some());
+                            let own = nix::unistd::getpgrp().as_raw();
+                            if let Some(r) = self.runs.get_mut(&run).filter(|r| mine(r)) {
+                                // A process group is only trusted from an agent this server
+                                // started on this machine, and never its own.
+                                r.pgid = pgid.filter(|g| local && *g > 1 && *g != own);
+                            }
+                        }
                     }
                 }
             }
             AgentMessage::Hello(_) => tracing::warn!(conn, "a second hello; ignored"),
             AgentMessage::FileReply(reply) => {
-                if let Some((_, tx)) = self.files.remove(&reply.id) {
+                if self.files.get(&reply.id).is_some_and(|(c, _)| *c == conn)
+                    && let Some((_, tx)) = self.files.remove(&reply.id)
+                {
                     let _ = tx.send(Some(reply.outcome));
                 }
             }
@@ -1062,6 +1156,10 @@ impl Dispatcher {
         let Some(node) = self.pools.get_mut(key).and_then(|p| p.nodes.get_mut(id)) else {
             return;
         };
+        // The end of an earlier start task (before a reboot or reconnect) changes nothing.
+        if node.start_task_run != Some(end.run) {
+            return;
+        }
         node.start_task_run = None;
         let retry = node
             .node
@@ -1428,6 +1526,7 @@ impl Dispatcher {
                 task: String::new(),
                 slots: 0,
                 retention: None,
+                pgid: None,
             },
         );
         if let Some(n) = self.pools.get_mut(key).and_then(|p| p.nodes.get_mut(node)) {
@@ -1516,6 +1615,13 @@ impl Dispatcher {
                     ..PrepRun::default()
                 });
             }
+            if let Some(n) = self
+                .pools
+                .get_mut(&key)
+                .and_then(|p| p.nodes.get_mut(&node))
+            {
+                n.runs.insert(run);
+            }
             self.runs.insert(
                 run,
                 Run {
@@ -1526,8 +1632,25 @@ impl Dispatcher {
                     task: String::new(),
                     slots: 0,
                     retention: None,
+                    pgid: None,
                 },
             );
+        }
+    }
+
+    /// Kills the process groups of a dead local agent's runs: on this machine they would
+    /// otherwise go on, orphaned, while their tasks run again elsewhere.
+    fn kill_orphans(&self, key: &PoolKey, id: &str) {
+        let Some(node) = self.pools.get(key).and_then(|p| p.nodes.get(id)) else {
+            return;
+        };
+        for run in &node.runs {
+            if let Some(pgid) = self.runs.get(run).and_then(|r| r.pgid).filter(|g| *g > 1) {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pgid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
         }
     }
 
@@ -1551,6 +1674,7 @@ impl Dispatcher {
         if node.child.is_some() {
             // A local agent that lost its connection is gone: replace it.
             tracing::warn!(node = id, "local node agent disconnected; replacing it");
+            self.kill_orphans(&key, &id);
             self.remove_node(&key, &id, false, false);
             if let Some(rt) = self.pools.get_mut(&key) {
                 rt.lost += 1;
@@ -1598,13 +1722,18 @@ impl Dispatcher {
 
     fn flush_outcomes(&mut self) {
         for (account, outcomes) in std::mem::take(&mut self.outcomes) {
-            log_err(
+            // On a store error the outcomes are kept and tried again next turn, so no task is
+            // left `running` without a run behind it.
+            if log_err(
                 "recording finished tasks",
-                self.batch.finish_runs(&account, outcomes),
-            );
+                self.batch.finish_runs(&account, outcomes.clone()),
+            )
+            .is_none()
+            {
+                self.outcomes.entry(account).or_default().extend(outcomes);
+            }
         }
     }
-
     fn schedule_all(&mut self) {
         let keys: Vec<PoolKey> = self
             .pools
@@ -1752,6 +1881,7 @@ impl Dispatcher {
                         .as_ref()
                         .and_then(|c| c.retention_time.as_ref())
                         .map(|d| d.value()),
+                    pgid: None,
                 },
             );
         }
@@ -1804,6 +1934,7 @@ impl Dispatcher {
             }
         }
         for (key, id) in dead {
+            self.kill_orphans(&key, &id);
             self.remove_node(&key, &id, false, false);
             if let Some(rt) = self.pools.get_mut(&key) {
                 rt.lost += 1;

@@ -85,6 +85,10 @@ pub enum Event {
         run: u64,
         /// When.
         at: Timestamp,
+        /// The process group of the command (its leader's pid), so that a server on the same
+        /// machine can kill it when the agent itself dies.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pgid: Option<i32>,
     },
     /// A run ended, one way or another.
     Ended(RunEnd),

@@ -158,7 +158,9 @@ impl Pool {
 
     /// Total wanted nodes.
     pub fn target_nodes(&self) -> i32 {
-        self.spec.target_dedicated_nodes.unwrap_or(0)
-            + self.spec.target_low_priority_nodes.unwrap_or(0)
+        self.spec
+            .target_dedicated_nodes
+            .unwrap_or(0)
+            .saturating_add(self.spec.target_low_priority_nodes.unwrap_or(0))
     }
 }
