@@ -425,18 +425,11 @@ impl Batch {
             return RunFate::Retried;
         }
         info.result = Some(TaskResult::Failure);
-        info.failure_info = Some(o.failure_info.clone().unwrap_or_else(|| FailureInfo {
-            category: ErrorCategory::UserError,
-            code: Some("FailureExitCode".to_owned()),
-            message: Some("The task exited with an exit code representing a failure".to_owned()),
-            details: vec![cobalt_model::batch::NameValue {
-                name: "Message".to_owned(),
-                value: Some(format!(
-                    "The task exited with exit code {}",
-                    o.exit_code.unwrap_or(-1)
-                )),
-            }],
-        }));
+        info.failure_info = Some(
+            o.failure_info
+                .clone()
+                .unwrap_or_else(|| FailureInfo::exit_code(o.exit_code.unwrap_or(-1))),
+        );
         task.transition(TaskState::Completed, now);
         RunFate::Completed(TaskResult::Failure)
     }

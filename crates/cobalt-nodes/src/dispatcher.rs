@@ -1998,15 +1998,7 @@ impl Dispatcher {
 /// The failure of a run that exited with a non-zero code and nothing else went wrong.
 fn exit_failure(end: &RunEnd) -> Option<cobalt_model::batch::FailureInfo> {
     let code = end.exit_code.filter(|c| *c != 0)?;
-    Some(cobalt_model::batch::FailureInfo {
-        category: cobalt_model::batch::ErrorCategory::UserError,
-        code: Some("FailureExitCode".to_owned()),
-        message: Some("The task exited with an exit code representing a failure".to_owned()),
-        details: vec![cobalt_model::batch::NameValue {
-            name: "Message".to_owned(),
-            value: Some(format!("The task exited with exit code {code}")),
-        }],
-    })
+    Some(cobalt_model::batch::FailureInfo::exit_code(code))
 }
 
 /// Sets a node's running counters and state (idle ⇄ running) from its runs.

@@ -338,6 +338,21 @@ pub struct FailureInfo {
     pub details: Vec<NameValue>,
 }
 
+impl FailureInfo {
+    /// The failure of a program that exited with the non-zero `code` (`FailureExitCode`).
+    pub fn exit_code(code: i32) -> Self {
+        Self {
+            category: ErrorCategory::UserError,
+            code: Some("FailureExitCode".to_owned()),
+            message: Some("The task exited with an exit code representing a failure".to_owned()),
+            details: vec![NameValue {
+                name: "Message".to_owned(),
+                value: Some(format!("The task exited with exit code {code}")),
+            }],
+        }
+    }
+}
+
 /// A `{name, value}` detail.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NameValue {
