@@ -347,7 +347,11 @@ impl Dispatcher {
                 action,
                 reply,
             } => {
-                let _ = reply.send(self.on_act(&account, &pool, &node, action));
+                let result = self.on_act(&account, &pool, &node, action);
+                // The node's new state is saved before the API answers, so a read right after
+                // the answer sees it.
+                self.flush_nodes();
+                let _ = reply.send(result);
             }
             Input::PrepStatus {
                 account,
