@@ -12,6 +12,7 @@ Environment:
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -120,3 +121,25 @@ def payloads():
     < 32 MiB first get); 70 MiB is 18 x Put Block + Put Block List on upload and one
     32 MiB GET + ten 4 MiB ranged GETs with If-Match on download."""
     return {n: Payload(n) for n in (0, 1 * KiB, 9 * MiB, 70 * MiB)}
+
+
+@pytest.fixture
+def tutorial_server():
+    """A private server whose nodes can run the tutorial: its data directory is reachable by
+    the unprivileged user nonadmin tasks run as, `python` on the nodes' PATH is
+    .venv/node-python, and the task script learns the blob endpoint from the environment."""
+    if EXTERNAL:
+        pytest.skip("needs our own server process (COBALT_BLOB_ENDPOINT is set)")
+    import tempfile
+    from e2e_support import ACCOUNT, free_port, node_python_bin
+    root = Path(tempfile.mkdtemp(prefix="cobalt-tutorial-"))
+    root.chmod(0o755)
+    blob_port = free_port()
+    env = {
+        "PATH": f"{node_python_bin()}{os.pathsep}{os.environ.get('PATH', '')}",
+        "COBALT_BLOB_ENDPOINT": f"http://127.0.0.1:{blob_port}/{ACCOUNT}",
+    }
+    server = CobaltServer(cobalt_binary(), root / "data", root, port=blob_port, env=env)
+    server.start()
+    yield server
+    server.terminate(grace=10)

@@ -304,3 +304,20 @@ def node_python_bin() -> Path:
     """The bin directory of .venv/node-python: the `python` (with azure-storage 0.36.0) that
     tasks on local nodes run, usable by an unprivileged user (scripts/setup-python.sh)."""
     return Path(__file__).resolve().parents[2] / ".venv" / "node-python" / "bin"
+
+
+def shared_data_dir() -> Path:
+    """The tutorial's input files (taskdata1..3.txt): ../shared/data beside the repository,
+    or $COBALT_SHARED_DIR/data."""
+    here = Path(__file__).resolve().parent
+    data = here.parents[2] / "shared" / "data"
+    if data.is_dir():
+        return data
+    return Path(os.environ.get("COBALT_SHARED_DIR", here.parents[2].parent / "shared")) / "data"
+
+
+def wrap_commands_in_shell(ostype: str, commands) -> str:
+    """The Azure Batch tutorial's helper (common/helpers.py)."""
+    if ostype.lower() == 'linux':
+        return '/bin/bash -c \'set -e; set -o pipefail; {}; wait\''.format(';'.join(commands))
+    raise ValueError('unknown ostype: {}'.format(ostype))

@@ -15,7 +15,6 @@ import collections
 import datetime
 import os
 import string
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,20 +25,12 @@ from azure.core.credentials import AzureNamedKeyCredential
 from azure.storage.blob import (BlobSasPermissions, BlobServiceClient, ContainerSasPermissions,
                                 generate_blob_sas, generate_container_sas)
 
-from e2e_support import (ACCOUNT, BATCH_ACCOUNT, BATCH_KEY, KEY, CobaltServer, cobalt_binary,
-                         free_port, node_python_bin)
+from e2e_support import (ACCOUNT, BATCH_ACCOUNT, BATCH_KEY, KEY, shared_data_dir,
+                         wrap_commands_in_shell)
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE.parents[2] / "shared" / "data"
-if not DATA.is_dir():
-    DATA = Path(os.environ.get("COBALT_SHARED_DIR", HERE.parents[2].parent / "shared")) / "data"
+DATA = shared_data_dir()
 
-
-def wrap_commands_in_shell(ostype, commands):
-    """The tutorial helper (common/helpers.py)."""
-    if ostype.lower() == 'linux':
-        return '/bin/bash -c \'set -e; set -o pipefail; {}; wait\''.format(';'.join(commands))
-    raise ValueError('unknown ostype: {}'.format(ostype))
 
 
 def select_image(batch_client, publisher, offer_starts_with, sku_starts_with):
@@ -57,23 +48,6 @@ def select_image(batch_client, publisher, offer_starts_with, sku_starts_with):
         publisher=image.image_reference.publisher, offer=image.image_reference.offer,
         sku=image.image_reference.sku, version="latest")
 
-
-@pytest.fixture
-def tutorial_server():
-    """A private server whose nodes can run the tutorial: its data directory is reachable by
-    the unprivileged user nonadmin tasks run as, `python` on the nodes' PATH is
-    .venv/node-python, and the task script learns the blob endpoint from the environment."""
-    root = Path(tempfile.mkdtemp(prefix="cobalt-tutorial15-"))
-    root.chmod(0o755)
-    blob_port = free_port()
-    env = {
-        "PATH": f"{node_python_bin()}{os.pathsep}{os.environ.get('PATH', '')}",
-        "COBALT_BLOB_ENDPOINT": f"http://127.0.0.1:{blob_port}/{ACCOUNT}",
-    }
-    server = CobaltServer(cobalt_binary(), root / "data", root, port=blob_port, env=env)
-    server.start()
-    yield server
-    server.terminate(grace=10)
 
 
 @pytest.mark.needs_own_server

@@ -12,7 +12,6 @@ import collections
 import datetime
 import os
 import string
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,20 +22,12 @@ import azure.batch.batch_service_client as batch
 import azure.batch.models as batchmodels
 import azure.storage.blob as azureblob
 
-from e2e_support import (ACCOUNT, BATCH_ACCOUNT, BATCH_KEY, KEY, CobaltServer, cobalt_binary,
-                         free_port, node_python_bin)
+from e2e_support import (ACCOUNT, BATCH_ACCOUNT, BATCH_KEY, KEY, shared_data_dir,
+                         wrap_commands_in_shell)
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE.parents[2] / "shared" / "data"
-if not DATA.is_dir():
-    DATA = Path(os.environ.get("COBALT_SHARED_DIR", HERE.parents[2].parent / "shared")) / "data"
+DATA = shared_data_dir()
 
-
-def wrap_commands_in_shell(ostype, commands):
-    """The tutorial helper (common/helpers.py)."""
-    if ostype.lower() == 'linux':
-        return '/bin/bash -c \'set -e; set -o pipefail; {}; wait\''.format(';'.join(commands))
-    raise ValueError('unknown ostype: {}'.format(ostype))
 
 
 def select_latest_verified_vm_image_with_node_agent_sku(batch_client, publisher, offer, sku_starts_with):
@@ -52,23 +43,6 @@ def select_latest_verified_vm_image_with_node_agent_sku(batch_client, publisher,
     sku_to_use, image_ref_to_use = skus_to_use[0]
     return (sku_to_use.id, image_ref_to_use)
 
-
-@pytest.fixture
-def tutorial_server():
-    """A private server whose nodes can run the tutorial: its data directory is reachable by
-    the unprivileged user nonadmin tasks run as, `python` on the nodes' PATH is
-    .venv/node-python, and the task script learns the blob endpoint from the environment."""
-    root = Path(tempfile.mkdtemp(prefix="cobalt-tutorial-"))
-    root.chmod(0o755)
-    blob_port = free_port()
-    env = {
-        "PATH": f"{node_python_bin()}{os.pathsep}{os.environ.get('PATH', '')}",
-        "COBALT_BLOB_ENDPOINT": f"http://127.0.0.1:{blob_port}/{ACCOUNT}",
-    }
-    server = CobaltServer(cobalt_binary(), root / "data", root, port=blob_port, env=env)
-    server.start()
-    yield server
-    server.terminate(grace=10)
 
 
 def test_the_tutorial_runs_on_local_nodes(tutorial_server, tmp_path):
