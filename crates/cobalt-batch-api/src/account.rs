@@ -6,7 +6,6 @@
 //! lookups) finds what it looks for.
 
 use axum::response::Response;
-use cobalt_batch::PageRequest;
 use serde_json::{Value, json};
 
 use crate::error::BatchResult;
@@ -90,21 +89,12 @@ pub(crate) fn list_pool_usage_metrics(req: &Req) -> BatchResult<Response> {
 
 /// `GET /nodecounts`: each pool's nodes by state, dedicated and low-priority.
 pub(crate) fn list_pool_node_counts(svc: &BatchService, req: &Req) -> BatchResult<Response> {
-    let mut pools = Vec::new();
-    let mut page = PageRequest {
-        limit: 1000,
-        ..PageRequest::default()
-    };
-    loop {
-        let p = svc
-            .batch
-            .list_pools(&req.account, &page, |pool| Ok(Some(pool.spec.id)))?;
-        pools.extend(p.items);
-        match p.next {
-            Some(next) => page.after = Some(next),
-            None => break,
-        }
-    }
+    let pools: Vec<String> = svc
+        .batch
+        .all_pools(&req.account)?
+        .into_iter()
+        .map(|p| p.spec.id)
+        .collect();
     let mut items = Vec::new();
     for id in pools {
         let mut dedicated = json!({});

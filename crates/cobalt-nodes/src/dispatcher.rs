@@ -119,6 +119,16 @@ struct NodeRt {
     after_drain: Option<Drain>,
 }
 
+/// How [`Dispatcher::stop_runs`] settles the tasks of the runs it kills.
+enum Stop<'a> {
+    /// Back to the queue, counted as a requeue the user asked for.
+    Requeue,
+    /// Completed as a failure (`TaskEnded`) with this message.
+    End(&'a str),
+    /// Nothing: they go with their job.
+    Forget,
+}
+
 /// What a draining node does once its running tasks are done.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Drain {
@@ -485,23 +495,13 @@ impl Dispatcher {
             JobState::Terminating | JobState::Completed | JobState::Deleting => {
                 self.start_releases(account, &job);
                 let runs = self.job_runs(account, job_id);
-                let tasks: Vec<(String, String)> = runs
-                    .iter()
-                    .filter_map(|r| self.runs.get(r).map(|r| (r.job.clone(), r.task.clone())))
-                    .collect();
-                for run in runs {
-                    self.kill_run(run);
-                }
-                if job.state != JobState::Deleting && !tasks.is_empty() {
-                    log_err(
-                        "ending tasks of a terminated job",
-                        self.batch.end_runs(
-                            account,
-                            tasks,
-                            "Task was ended because its job was terminated",
-                        ),
-                    );
-                }
+                let how = if job.state == JobState::Deleting {
+                    // The tasks go with the job.
+                    Stop::Forget
+                } else {
+                    Stop::End("Task was ended because its job was terminated")
+                };
+                self.stop_runs(account, runs, how);
             }
             _ => self.wake_job_pool(account, job_id),
         }
@@ -512,6 +512,17 @@ impl Dispatcher {
             return;
         }
         let runs = self.job_runs(account, job);
+        let how = if option == DisableJobOption::Requeue {
+            Stop::Requeue
+        } else {
+            Stop::End("Task was ended because its job was disabled")
+        };
+        self.stop_runs(account, runs, how);
+    }
+
+    /// Kills `runs` and settles their tasks: requeued (counted as the user's requeue), ended
+    /// as failures with `reason`, or left to go with their job.
+    fn stop_runs(&mut self, account: &str, runs: Vec<u64>, how: Stop<'_>) {
         let tasks: Vec<(String, String)> = runs
             .iter()
             .filter_map(|r| self.runs.get(r).map(|r| (r.job.clone(), r.task.clone())))
@@ -519,16 +530,15 @@ impl Dispatcher {
         for run in runs {
             self.kill_run(run);
         }
-        let r = if option == DisableJobOption::Requeue {
-            self.batch.requeue_runs(account, tasks, true)
-        } else {
-            self.batch.end_runs(
-                account,
-                tasks,
-                "Task was ended because its job was disabled",
-            )
+        if tasks.is_empty() {
+            return;
+        }
+        let r = match how {
+            Stop::Requeue => self.batch.requeue_runs(account, tasks, true),
+            Stop::End(reason) => self.batch.end_runs(account, tasks, reason),
+            Stop::Forget => return,
         };
-        log_err("stopping tasks of a disabled job", r);
+        log_err("stopping tasks", r);
     }
 
     /// Reloads a pool after a change: its targets, start task and state; `lost` nodes are to
@@ -1243,26 +1253,12 @@ impl Dispatcher {
             .copied()
             .filter(|r| self.runs.get(r).is_some_and(|r| r.kind == RunKind::Task))
             .collect();
-        let tasks: Vec<(String, String)> = runs
-            .iter()
-            .filter_map(|r| self.runs.get(r).map(|r| (r.job.clone(), r.task.clone())))
-            .collect();
-        for run in runs {
-            self.kill_run(run);
-        }
-        if tasks.is_empty() {
-            return;
-        }
-        let r = if option == NodeDeallocationOption::Requeue {
-            self.batch.requeue_runs(&account, tasks, true)
+        let how = if option == NodeDeallocationOption::Requeue {
+            Stop::Requeue
         } else {
-            self.batch.end_runs(
-                &account,
-                tasks,
-                "Task was ended because its node was removed or restarted",
-            )
+            Stop::End("Task was ended because its node was removed or restarted")
         };
-        log_err("stopping the tasks of a node", r);
+        self.stop_runs(&account, runs, how);
     }
 
     fn on_act(
