@@ -1,5 +1,5 @@
 //! The `cobalt` command: `cobalt serve` runs the services in the foreground, `cobalt agent` a
-//! node agent.
+//! node agent, `cobalt demo` the tutorial end to end.
 //!
 //! Owns: argument parsing, logging setup, signal handling. Must not do: protocol or storage
 //! work; it only wires `cobalt-server` and `cobalt-agent`.
@@ -32,6 +32,12 @@ enum Command {
     ///
     /// Example: cobalt agent --server http://10.0.0.5:10100 --pool pool1 --node-root /var/lib/cobalt-node --account-key "$COBALT_ACCOUNT_KEY"
     Agent(AgentArgs),
+    /// Run the Azure Batch Python tutorial, ported to Rust, end to end: containers, uploads with
+    /// SAS, a pool of 2 nodes with a start task, a job, one word-count task per input file,
+    /// monitoring, downloads, cleanup. On an embedded server unless --batch-url/--blob-url.
+    ///
+    /// Example: cobalt demo --numwords 5
+    Demo(cobalt_demo::DemoArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -101,10 +107,15 @@ struct ServeArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Services log what they do; client commands only what went wrong.
+    let default_level = match cli.command {
+        Command::Serve(_) | Command::Agent(_) => "info",
+        Command::Demo(_) => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("COBALT_LOG")
-                .unwrap_or_else(|_| "info".into()),
+                .unwrap_or_else(|_| default_level.into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -113,6 +124,10 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Agent(args) => runtime.block_on(agent(args)),
+        Command::Demo(args) => {
+            let exe = std::env::current_exe().context("cannot find this executable")?;
+            runtime.block_on(cobalt_demo::run(args, exe))
+        }
     }
 }
 
