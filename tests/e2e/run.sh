@@ -9,6 +9,7 @@
 #                     test_nodes_v14.py, test_tutorial_v14.py (azure-batch 14.2.0 + azure-storage-blob 12)
 #   .venv/batch-15 -> tests/e2e/test_batch_account_v15.py, test_batch_control_v15.py,
 #                     test_nodes_v15.py, test_tutorial_v15.py (azure-batch 15.1.0 + azure-storage-blob 12)
+#   .venv/blob-v12 -> tests/e2e/test_demo.py      (`cobalt demo`; standard library only)
 # The Batch suites need our own binary (they run only when COBALT_BLOB_ENDPOINT is unset).
 #
 # Environment (passed through to pytest):
@@ -59,6 +60,9 @@ run_pytest legacy test_blob_legacy.py "$@"
 if [ -z "${COBALT_BLOB_ENDPOINT:-}" ]; then
     echo "=== blob e2e: @azure/storage-blob (JavaScript) ==="
     (cd "$E2E/js" && node --test) || status=1
+
+    echo "=== front door: cobalt demo (the tutorial ported to Rust) ==="
+    run_pytest blob-v12 test_demo.py "$@"
 
     echo "=== batch e2e: azure-batch 4.0.0 (tutorial) ==="
     run_pytest batch-4 test_batch_account_v4.py "$@"

@@ -482,9 +482,10 @@ async fn failure_report(batch: &BatchClient, names: &Names) -> anyhow::Error {
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
     anyhow::anyhow!(
-        "task {} failed (exit code {:?}{}){}",
+        "task {} failed ({}{}){}",
         task.spec.id,
-        info.exit_code,
+        info.exit_code
+            .map_or_else(|| "no exit code".to_owned(), |c| format!("exit code {c}")),
         info.failure_info
             .as_ref()
             .map(|f| format!(
