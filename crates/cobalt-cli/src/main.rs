@@ -1,20 +1,40 @@
 //! The `cobalt` command: `cobalt serve` runs the services in the foreground, `cobalt agent` a
-//! node agent, `cobalt demo` the tutorial end to end.
+//! node agent, `cobalt demo` the tutorial end to end, and the client commands (`pool`, `node`,
+//! `job`, `task`, `file`, `container`, `blob`, `completions`) drive an account through
+//! `cobalt-client`.
 //!
-//! Owns: argument parsing, logging setup, signal handling. Must not do: protocol or storage
-//! work; it only wires `cobalt-server` and `cobalt-agent`.
+//! Owns: argument parsing, logging setup, signal handling, dispatch. Must not do: protocol or
+//! storage work; it only wires `cobalt-server`, `cobalt-agent` and the client command modules.
+
+mod batch_cmds;
+mod blob_cmds;
+mod connection;
+mod errors;
+mod follow;
+mod output;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use cobalt_server::{Server, ServerConfig};
 
+use crate::batch_cmds::{FileCommand, JobCommand, NodeCommand, PoolCommand, TaskCommand};
+use crate::blob_cmds::{BlobCommand, ContainerCommand};
+use crate::connection::Group;
+
 /// Cobalt: a self-hosted Azure Batch and Blob Storage service.
+///
+/// `cobalt serve` runs the services; the client commands (pool, node, job, task, file,
+/// container, blob) talk to them, or to Azure, with the settings of their flags, the
+/// environment or ~/.config/cobalt/client.toml.
+///
+/// Example: cobalt serve & cobalt task run --job job1 --pool pool1 -- /bin/echo hello
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,6 +58,42 @@ enum Command {
     ///
     /// Example: cobalt demo --numwords 5
     Demo(cobalt_demo::DemoArgs),
+    /// Pools of compute nodes: list, show, create, resize, delete.
+    ///
+    /// Example: cobalt pool create pool1 --nodes 2
+    Pool(Group<PoolCommand>),
+    /// A pool's compute nodes: list, show, reboot, remove.
+    ///
+    /// Example: cobalt node list pool1
+    Node(Group<NodeCommand>),
+    /// Jobs: list, show, create, terminate, delete.
+    ///
+    /// Example: cobalt job create job1 --pool pool1
+    Job(Group<JobCommand>),
+    /// Tasks: list, show, add, delete, terminate, logs (--follow), run.
+    ///
+    /// Example: cobalt task run --job job1 --pool pool1 -- /bin/sh -c 'echo hello'
+    Task(Group<TaskCommand>),
+    /// A task's files on its node: list, get.
+    ///
+    /// Example: cobalt file get job1 task1 wd/out.txt -o out.txt
+    File(Group<FileCommand>),
+    /// Blob containers: list, create, delete.
+    ///
+    /// Example: cobalt container create input
+    Container(Group<ContainerCommand>),
+    /// Blobs: list, upload and download files or directories, delete, SAS URLs.
+    ///
+    /// Example: cobalt blob upload input ./data
+    Blob(Group<BlobCommand>),
+    /// Print a shell completion script.
+    ///
+    /// Example: cobalt completions bash > /etc/bash_completion.d/cobalt
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -105,12 +161,20 @@ struct ServeArgs {
     gc_interval: u64,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     // Services log what they do; client commands only what went wrong.
     let default_level = match cli.command {
         Command::Serve(_) | Command::Agent(_) => "info",
-        Command::Demo(_) => "warn",
+        Command::Demo(_)
+        | Command::Pool(_)
+        | Command::Node(_)
+        | Command::Job(_)
+        | Command::Task(_)
+        | Command::File(_)
+        | Command::Container(_)
+        | Command::Blob(_)
+        | Command::Completions { .. } => "warn",
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -120,13 +184,40 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let runtime = tokio::runtime::Runtime::new()?;
-    match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args)),
-        Command::Agent(args) => runtime.block_on(agent(args)),
-        Command::Demo(args) => {
-            let exe = std::env::current_exe().context("cannot find this executable")?;
-            runtime.block_on(cobalt_demo::run(args, exe))
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome: anyhow::Result<u8> = match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)).map(|()| 0),
+        Command::Agent(args) => runtime.block_on(agent(args)).map(|()| 0),
+        Command::Demo(args) => std::env::current_exe()
+            .context("cannot find this executable")
+            .and_then(|exe| runtime.block_on(cobalt_demo::run(args, exe)))
+            .map(|()| 0),
+        Command::Pool(g) => runtime.block_on(batch_cmds::pool(g)),
+        Command::Node(g) => runtime.block_on(batch_cmds::node(g)),
+        Command::Job(g) => runtime.block_on(batch_cmds::job(g)),
+        Command::Task(g) => runtime.block_on(batch_cmds::task(g)),
+        Command::File(g) => runtime.block_on(batch_cmds::file(g)),
+        Command::Container(g) => runtime.block_on(blob_cmds::container(g)),
+        Command::Blob(g) => runtime.block_on(blob_cmds::blob(g)),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "cobalt", &mut script);
+            output::write_bytes(&mut std::io::stdout().lock(), &script).map(|()| 0)
+        }
+    };
+    // Client commands may leave a follow or an upload behind on Ctrl-C: do not wait for it.
+    runtime.shutdown_background();
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -208,5 +299,32 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every command and subcommand documents an example in its --help.
+    #[test]
+    fn every_command_has_an_example() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            let long = cmd
+                .get_long_about()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            if !long.contains("Example: cobalt") {
+                missing.push(path.clone());
+            }
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                walk(sub, &path, missing);
+            }
+        }
+        Cli::command().debug_assert();
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "no Example: line in {missing:?}");
     }
 }
