@@ -1,6 +1,7 @@
 //! The [`Batch`] service object, conditional requests and paging.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -97,6 +98,9 @@ pub struct Batch {
     /// Entities whose state the lifecycle must move forward: (account, kind, key).
     pub(crate) attention: Mutex<HashSet<(String, Kind, String)>>,
     observer: RwLock<Option<Arc<dyn Observer>>>,
+    /// Bumped after every committed write: watchers (the dashboard) compare it to see whether
+    /// anything changed.
+    generation: AtomicU64,
 }
 
 impl Batch {
@@ -107,6 +111,7 @@ impl Batch {
             write: Mutex::new(()),
             attention: Mutex::new(HashSet::new()),
             observer: RwLock::new(None),
+            generation: AtomicU64::new(0),
         };
         for account in accounts {
             batch.recover(account)?;
@@ -117,6 +122,16 @@ impl Batch {
     /// Sets who hears about changes (one observer: the dispatcher).
     pub fn set_observer(&self, observer: Arc<dyn Observer>) {
         *self.observer.write().unwrap_or_else(|p| p.into_inner()) = Some(observer);
+    }
+
+    /// A counter that moves after every committed change to pools, jobs, schedules, tasks or
+    /// nodes (never backwards; its value means nothing else). Cheap: one atomic load.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     pub(crate) fn notify(&self, change: Change) {
@@ -191,17 +206,77 @@ impl Batch {
         }
     }
 
+    /// A page of the job's tasks whose id starts with `prefix` (ids compare
+    /// case-insensitively), in `page.state` if set, from `page.after`. A keyset scan that
+    /// starts just before the prefix and stops at the first id past it, so a page costs what
+    /// its matches cost, however many tasks the job has.
+    pub fn list_tasks_with_prefix(
+        &self,
+        account: &str,
+        job_id: &str,
+        prefix: &str,
+        page: &PageRequest,
+    ) -> BatchResult<Page<cobalt_model::batch::Task>> {
+        self.get_job(account, job_id, &Conditions::default())?;
+        let scope = Scope::under(account, Kind::Task, &id_key(job_id));
+        let prefix = id_key(prefix);
+        let limit = page.limit.clamp(1, 1000);
+        let mut after = match &page.after {
+            Some(a) if a.as_str() >= prefix.as_str() => Some(a.clone()),
+            _ => key_before(&prefix),
+        };
+        let mut items = Vec::new();
+        loop {
+            let want = limit + 1 - items.len();
+            let batch = self
+                .store
+                .list(&scope, after.as_deref(), page.state.as_deref(), want)?;
+            let exhausted = batch.len() < want;
+            for record in batch {
+                if record.key.as_str() < prefix.as_str() {
+                    after = Some(record.key);
+                    continue;
+                }
+                if !record.key.starts_with(&prefix) {
+                    return Ok(Page { items, next: None });
+                }
+                if items.len() == limit {
+                    return Ok(Page { items, next: after });
+                }
+                items.push(decode(&record)?);
+                after = Some(record.key);
+            }
+            if exhausted {
+                return Ok(Page { items, next: None });
+            }
+        }
+    }
+
     pub(crate) fn apply(&self, writes: &[Write]) -> BatchResult<()> {
-        Ok(self.store.apply(writes)?)
+        self.store.apply(writes)?;
+        self.bump();
+        Ok(())
     }
 
     /// Applies state the service can rebuild after a crash (runs starting, node records)
     /// without a flush of its own: it reaches the disk with the next durable write.
     pub(crate) fn apply_deferred(&self, writes: &[Write]) -> BatchResult<()> {
-        Ok(self
-            .store
-            .apply_with(writes, cobalt_store::Durability::Deferred)?)
+        self.store
+            .apply_with(writes, cobalt_store::Durability::Deferred)?;
+        self.bump();
+        Ok(())
     }
+}
+
+/// A key just below every key starting with `prefix` (ids are ASCII letters, digits, `-` and
+/// `_`, all below DEL), or None to scan from the start.
+fn key_before(prefix: &str) -> Option<String> {
+    let last = *prefix.as_bytes().last()?;
+    if !last.is_ascii() || last == 0 {
+        return None;
+    }
+    let head = prefix.get(..prefix.len() - 1)?;
+    Some(format!("{head}{}\u{7f}", char::from(last - 1)))
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(record: &Record) -> BatchResult<T> {
@@ -323,6 +398,88 @@ impl Conditions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_before_sorts_below_every_key_of_the_prefix() {
+        assert_eq!(key_before(""), None);
+        let k = key_before("task-1").unwrap();
+        for key in ["task-1", "task-10", "task-1_z", "task-1-"] {
+            assert!(k.as_str() < key, "{k:?} < {key:?}");
+        }
+        for key in ["task-0", "task-0zzz", "task-"] {
+            assert!(k.as_str() > key, "{k:?} > {key:?}");
+        }
+    }
+
+    #[test]
+    fn tasks_page_by_prefix_and_writes_move_the_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = cobalt_store::SqliteStore::open(&dir.path().join("state.db")).unwrap();
+        let b = Batch::new(Arc::new(store), &["a".to_owned()]).unwrap();
+        let g0 = b.generation();
+        b.add_job(
+            "a",
+            serde_json::json!({"id": "j", "poolInfo": {"poolId": "p"}}),
+        )
+        .unwrap();
+        assert!(b.generation() > g0);
+        for i in 0..30 {
+            b.add_task(
+                "a",
+                "j",
+                serde_json::json!({"id": format!("T-{i}"), "commandLine": "x"}),
+            )
+            .unwrap();
+            b.add_task(
+                "a",
+                "j",
+                serde_json::json!({"id": format!("u-{i}"), "commandLine": "x"}),
+            )
+            .unwrap();
+        }
+        let mut page = PageRequest {
+            limit: 4,
+            ..PageRequest::default()
+        };
+        let mut seen = Vec::new();
+        loop {
+            let p = b.list_tasks_with_prefix("a", "j", "t-1", &page).unwrap();
+            assert!(p.items.len() <= 4);
+            seen.extend(p.items.into_iter().map(|t| t.spec.id));
+            match p.next {
+                Some(n) => page.after = Some(n),
+                None => break,
+            }
+        }
+        let mut want: Vec<String> = (0..30)
+            .map(|i| format!("T-{i}"))
+            .filter(|id| id.starts_with("T-1"))
+            .collect();
+        want.sort();
+        assert_eq!(seen, want);
+        page.after = None;
+        page.state = Some("completed".into());
+        assert!(
+            b.list_tasks_with_prefix("a", "j", "", &page)
+                .unwrap()
+                .items
+                .is_empty()
+        );
+        page.state = None;
+        assert_eq!(
+            b.list_tasks_with_prefix("a", "j", "", &page)
+                .unwrap()
+                .items
+                .len(),
+            4
+        );
+        assert_eq!(
+            b.list_tasks_with_prefix("a", "nope", "", &page)
+                .unwrap_err()
+                .code,
+            ErrorCode::JobNotFound
+        );
+    }
 
     #[test]
     fn conditions() {

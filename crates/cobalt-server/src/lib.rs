@@ -293,9 +293,11 @@ impl Server {
         let engine = Arc::new(engine);
         let service = Arc::new(BlobService {
             engine: Arc::clone(&engine),
-            accounts,
+            accounts: accounts.clone(),
             default_account: DEV_STORAGE_ACCOUNT.to_owned(),
         });
+        let storage_accounts = accounts;
+        let ui_engine = Arc::clone(&engine);
         let listener = tokio::net::TcpListener::bind((config.host, config.blob_port))
             .await
             .with_context(|| format!("cannot listen on {}:{}", config.host, config.blob_port))?;
@@ -351,18 +353,33 @@ impl Server {
             },
         )
         .context("cannot start the node dispatcher")?;
+        let files: Arc<dyn cobalt_batch_api::NodeAgents> =
+            Arc::new(NodeFilesOf(Arc::clone(&nodes)));
+        let ui = Arc::new(cobalt_ui::Ui::new(cobalt_ui::UiConfig {
+            batch: Arc::clone(&control),
+            batch_accounts: batch_accounts.clone(),
+            files: Some(Arc::clone(&files)),
+            engine: ui_engine,
+            storage_accounts,
+            default_storage: DEV_STORAGE_ACCOUNT.to_owned(),
+            stop: rx.clone(),
+        }));
         let batch = Arc::new(cobalt_batch_api::BatchService {
             accounts: batch_accounts,
             batch: control,
-            files: Some(Arc::new(NodeFilesOf(Arc::clone(&nodes)))),
+            files: Some(files),
         });
         tasks.spawn(serve(
             listener,
-            nodes.router().merge(cobalt_batch_api::router(batch)),
+            nodes
+                .router()
+                .merge(cobalt_ui::router(ui))
+                .merge(cobalt_batch_api::router(batch)),
             rx,
             "batch",
         ));
         tracing::info!("batch service listening on http://{batch_addr}");
+        tracing::info!("dashboard at http://{batch_addr}/ui/");
         Ok(Self {
             blob_addr,
             batch_addr,
