@@ -16,8 +16,10 @@ use cobalt_proto::{FileEntry, FileOp, FileOutcome, FileReply, FileRequest};
 
 use crate::node::NodeDirs;
 
-/// The most bytes one `Read` returns (a larger file is read in several requests, by offset):
-/// base64 of it must fit in one WebSocket frame (16 MiB by default on the server side).
+/// The most bytes one `Read` returns (a larger file is read in several requests, by offset,
+/// as the Batch API's file downloads do): base64 of it must fit in one WebSocket frame
+/// (16 MiB by default on the server side). A read reports the file's size when it opened it,
+/// so the caller knows how much is left.
 pub const MAX_READ_BYTES: u64 = 8 << 20;
 
 /// Serves one request on a blocking thread.
@@ -281,5 +283,32 @@ mod tests {
             serve(wd, FileOp::Delete { recursive: true }),
             FileOutcome::NotFound
         ));
+    }
+
+    #[test]
+    fn a_read_stops_at_the_cap_and_reports_the_whole_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = NodeDirs::prepare(dir.path()).unwrap();
+        let size = MAX_READ_BYTES + 1000;
+        let content: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        fs::write(dirs.root.join("big"), &content).unwrap();
+        let read = |offset, length| {
+            let FileOutcome::Data { entry, data } =
+                serve_blocking(&dirs, &request("big", FileOp::Read { offset, length }))
+            else {
+                panic!("no data")
+            };
+            assert_eq!(entry.size, size);
+            base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .unwrap()
+        };
+        let cap = usize::try_from(MAX_READ_BYTES).unwrap();
+        assert!(read(0, None) == content[..cap]);
+        assert!(read(0, Some(size)) == content[..cap]);
+        assert!(read(MAX_READ_BYTES, None) == content[cap..]);
+        assert!(read(10, Some(5)) == content[10..15]);
+        assert!(read(size, None).is_empty());
+        assert!(read(size + 10, Some(5)).is_empty());
     }
 }
