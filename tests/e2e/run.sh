@@ -9,7 +9,8 @@
 #                     test_nodes_v14.py, test_tutorial_v14.py (azure-batch 14.2.0 + azure-storage-blob 12)
 #   .venv/batch-15 -> tests/e2e/test_batch_account_v15.py, test_batch_control_v15.py,
 #                     test_nodes_v15.py, test_tutorial_v15.py (azure-batch 15.1.0 + azure-storage-blob 12)
-#   .venv/blob-v12 -> tests/e2e/test_demo.py      (`cobalt demo`; standard library only)
+#   .venv/blob-v12 -> tests/e2e/test_demo.py, test_readme.py (`cobalt demo`, the README's
+#                     commands and samples; standard library only, samples in their venvs)
 # The Batch suites need our own binary (they run only when COBALT_BLOB_ENDPOINT is unset).
 #
 # Environment (passed through to pytest):
@@ -63,6 +64,8 @@ if [ -z "${COBALT_BLOB_ENDPOINT:-}" ]; then
 
     echo "=== front door: cobalt demo (the tutorial ported to Rust) ==="
     run_pytest blob-v12 test_demo.py "$@"
+    echo "=== front door: every command and sample of README.md ==="
+    run_pytest blob-v12 test_readme.py "$@"
 
     echo "=== batch e2e: azure-batch 4.0.0 (tutorial) ==="
     run_pytest batch-4 test_batch_account_v4.py "$@"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The dashboard's browser tests: headless Chromium (Debian's chromium + chromedriver, driven
 # by Selenium) against the release binary. Installs what it needs (scripts/setup-browser.sh),
-# then runs pytest on tests/ui/test_dashboard.py. Screenshots land in the pytest tmp dir and
-# in docs/screenshots/.
+# then runs pytest on tests/ui/test_dashboard.py. Screenshots land in the pytest tmp dir (and
+# replace docs/screenshots/ with COBALT_UPDATE_SCREENSHOTS=1).
 #
 # Environment: COBALT_BIN (default <repo>/target/release/cobalt); extra arguments go to pytest.
 set -euo pipefail

@@ -4,7 +4,7 @@ A real server with a pool of 2 local nodes runs a job; the tests check that the 
 the pools, the node heat map (a click opens a node with its start task output), the job's task
 counts and timeline, the keyset-paged task list, a task's stdout growing live while it runs,
 and the storage page's containers and blobs (download link, delete). Screenshots of the main
-pages go to the pytest tmp dir and to docs/screenshots/.
+pages go to the pytest tmp dir, and to docs/screenshots/ with COBALT_UPDATE_SCREENSHOTS=1.
 
 The heat map with 5,000 nodes is checked as a *rendering check*: 5,000 node agents cannot run
 on a small test machine, so the page's drawing function is given 5,000 node records.
@@ -110,7 +110,9 @@ def shots(tmp_path_factory):
 
     def save(driver, name):
         driver.save_screenshot(str(out / f"{name}.png"))
-        shutil.copy(out / f"{name}.png", SCREENSHOTS / f"{name}.png")
+        # The committed copies change only when asked: a test run leaves the tree clean.
+        if os.environ.get("COBALT_UPDATE_SCREENSHOTS") == "1":
+            shutil.copy(out / f"{name}.png", SCREENSHOTS / f"{name}.png")
     save.dir = out
     return save
 

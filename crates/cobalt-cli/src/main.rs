@@ -148,10 +148,10 @@ struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
     /// Blob service port (0 picks a free port; the log line says which).
-    #[arg(long, default_value_t = 10000)]
+    #[arg(long, env = "COBALT_BLOB_PORT", default_value_t = 10000)]
     blob_port: u16,
-    /// Batch service port (0 picks a free port; the log line says which).
-    #[arg(long, default_value_t = 10100)]
+    /// Batch service port, also the dashboard's (0 picks a free port; the log line says which).
+    #[arg(long, env = "COBALT_BATCH_PORT", default_value_t = 10100)]
     batch_port: u16,
     /// Garbage-collect uncommitted blocks older than this many seconds (Azure: 7 days).
     #[arg(long, default_value_t = 7 * 24 * 3600, hide = true)]
