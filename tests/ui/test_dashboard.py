@@ -32,6 +32,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
@@ -173,12 +174,18 @@ def open_page(driver, server, fragment):
 
 
 def wait(driver, timeout=WAIT):
-    return WebDriverWait(driver, timeout, poll_frequency=0.1)
+    # Live pages re-render as things change: an element found a moment ago may be gone.
+    return WebDriverWait(driver, timeout, poll_frequency=0.1,
+                         ignored_exceptions=(StaleElementReferenceException,))
 
 
 def text_of(driver, css):
-    els = driver.find_elements(By.CSS_SELECTOR, css)
-    return els[0].text if els else ""
+    """The text of the first match, or "" when there is none (or it was just re-rendered)."""
+    try:
+        els = driver.find_elements(By.CSS_SELECTOR, css)
+        return els[0].text if els else ""
+    except StaleElementReferenceException:
+        return ""
 
 
 # -- tests (in order: they share the server and the browser) --------------------------------
