@@ -54,6 +54,31 @@ def wait(what, probe, timeout=120, interval=0.02):
         time.sleep(interval)
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int, children: bool = False) -> float:
+    """User + system CPU of a process (and, with `children`, of its reaped children)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # After the command: state ppid ... utime(12) stime(13) cutime(14) cstime(15), 1-based
+    # from the state field at index 0.
+    used = int(fields[11]) + int(fields[12])
+    if children:
+        used += int(fields[13]) + int(fields[14])
+    return used / TICK
+
+
+def cobalt_cpu(server_pid: int) -> dict:
+    """CPU seconds so far of the server and of its node agents with their reaped tasks."""
+    agents = [int(p) for t in Path(f"/proc/{server_pid}/task").iterdir()
+              for p in (t / "children").read_text().split()]
+    return {"server": cpu_seconds(server_pid),
+            "agents": sum(cpu_seconds(a, children=True) for a in agents)}
+
+
 def cobalt_run(base: Path, n: int) -> dict:
     data = base / "data"
     server = CobaltServer(Path(os.environ.get("COBALT_BIN", REPO / "target/release/cobalt")), data, base)
@@ -78,6 +103,7 @@ def cobalt_run(base: Path, n: int) -> dict:
         call(url, "POST", "/jobs", {"id": "burst", "poolInfo": {"poolId": "bench"}})
         chunks = [[{"id": f"task{i:06d}", "commandLine": "/bin/true", "userIdentity": ADMIN}
                    for i in range(s, min(s + 100, n))] for s in range(0, n, 100)]
+        cpu0 = cobalt_cpu(server.pid)
         t0 = time.perf_counter()
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(lambda c: call(url, "POST", "/jobs/burst/addtaskcollection", {"value": c}), chunks))
@@ -88,8 +114,11 @@ def cobalt_run(base: Path, n: int) -> dict:
             return c["completed"] == n and c
         counts = wait("all tasks", done, timeout=600, interval=0.02)
         total = time.perf_counter() - t0
+        cpu1 = cobalt_cpu(server.pid)
         assert counts["succeeded"] == n, counts
         return {"seconds": total, "rate": n / total, "add_seconds": added,
+                "cpu_server_us": (cpu1["server"] - cpu0["server"]) / n * 1e6,
+                "cpu_agents_us": (cpu1["agents"] - cpu0["agents"]) / n * 1e6,
                 "p50_ms": statistics.median(lat) * 1000, "p99_ms": lat[int(len(lat) * 0.99) - 1] * 1000}
     finally:
         server.terminate()
@@ -99,8 +128,14 @@ def baseline(base: Path, n: int) -> dict:
     exe = REPO / "target/release/examples/spawn_baseline"
     root = base / "baseline"
     root.mkdir()
+    import resource
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run([str(exe), str(root), str(n), "8"], check=True, capture_output=True, text=True)
-    return json.loads(out.stdout)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = json.loads(out.stdout)
+    used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    result["cpu_us"] = used / n * 1e6
+    return result
 
 
 def main() -> int:
@@ -125,6 +160,14 @@ def main() -> int:
     for name, where, b, c in rows:
         print(f"| {name} ({where}) | {b['rate']:,.0f} tasks/s | {c['rate']:,.0f} tasks/s ({n:,} in {c['seconds']:.1f} s) "
               f"| {c['rate'] / b['rate']:.2f}x | {c['p50_ms']:.1f} / {c['p99_ms']:.1f} ms |")
+    print()
+    print("CPU per task (user + system; Cobalt = server + node agents + the tasks they ran):")
+    print("| filesystem | baseline | Cobalt | ratio | server | agents + tasks |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, where, b, c in rows:
+        cobalt = c["cpu_server_us"] + c["cpu_agents_us"]
+        print(f"| {name} | {b['cpu_us']:.0f} us | {cobalt:.0f} us | {b['cpu_us'] / cobalt:.2f}x "
+              f"| {c['cpu_server_us']:.0f} us | {c['cpu_agents_us']:.0f} us |")
     return 0
 
 

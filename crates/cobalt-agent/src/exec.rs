@@ -108,6 +108,9 @@ pub(crate) fn spawn(launch: Launch) -> io::Result<Child> {
     command
         .args(args)
         .current_dir(&launch.cwd)
+        // The whole environment is given (the agent's own included), so std need not copy
+        // the agent's on every spawn.
+        .env_clear()
         .envs(launch.env)
         .stdin(Stdio::null())
         .stdout(launch.stdout)

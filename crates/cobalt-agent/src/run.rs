@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use cobalt_model::batch::{FailureInfo, TaskResult, Timestamp};
 use cobalt_proto::{Assignment, Event, RunEnd, layout};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 use crate::codes::{self, server_error, user_error};
 use crate::exec::{self, Identity, Launch};
@@ -25,8 +25,9 @@ pub(crate) struct RunContext {
     pub dirs: Arc<NodeDirs>,
     pub http: reqwest::Client,
     pub identity: Identity,
-    /// `Welcome.environment`.
-    pub node_env: Vec<(String, String)>,
+    /// Every task's environment before its own variables: the agent's, then the node's
+    /// (`Welcome.environment`).
+    pub base_env: Vec<(OsString, OsString)>,
     pub events: mpsc::UnboundedSender<Event>,
 }
 
@@ -47,10 +48,57 @@ struct RunControl {
     pgid: Arc<AtomicI32>,
 }
 
-/// The runs in progress.
+/// The runs in progress, and the node's task slots.
 #[derive(Clone, Default)]
 pub(crate) struct Runs {
     table: Arc<Mutex<HashMap<u64, RunControl>>>,
+    /// The node's task slots (`Welcome::task_slots`). None: no limit.
+    slots: Arc<Mutex<Option<TaskSlots>>>,
+}
+
+/// A node's task slots: how many, and where task runs ask for theirs.
+#[derive(Clone)]
+struct TaskSlots {
+    total: u32,
+    requests: mpsc::UnboundedSender<SlotRequest>,
+}
+
+/// A run asking for `wanted` slots; the permit comes back on `reply`.
+struct SlotRequest {
+    wanted: u32,
+    reply: oneshot::Sender<OwnedSemaphorePermit>,
+}
+
+impl TaskSlots {
+    /// `total` slots, granted strictly in the order runs ask (the order the server sent
+    /// them), by one task that owns the semaphore.
+    fn new(total: u32) -> Self {
+        let (requests, mut rx) = mpsc::unbounded_channel::<SlotRequest>();
+        let semaphore = Arc::new(Semaphore::new(total as usize));
+        tokio::spawn(async move {
+            while let Some(request) = rx.recv().await {
+                let Ok(permit) = Arc::clone(&semaphore)
+                    .acquire_many_owned(request.wanted)
+                    .await
+                else {
+                    return;
+                };
+                // A run killed while it waited is gone: its slots go back at once.
+                let _ = request.reply.send(permit);
+            }
+        });
+        Self { total, requests }
+    }
+
+    /// Asks for a run's slots (at most all of them); the answer comes in turn.
+    fn ask(&self, wanted: u32) -> oneshot::Receiver<OwnedSemaphorePermit> {
+        let (reply, rx) = oneshot::channel();
+        let _ = self.requests.send(SlotRequest {
+            wanted: wanted.min(self.total),
+            reply,
+        });
+        rx
+    }
 }
 
 impl Runs {
@@ -58,7 +106,18 @@ impl Runs {
         self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Starts a run in the background; a run already in progress is not started twice.
+    /// Sets the node's task slots (from `Welcome`); 0 means no limit. Runs holding slots of
+    /// an earlier setting keep them.
+    pub fn set_slots(&self, slots: u32) {
+        let mut current = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        if current.as_ref().map(|s| s.total) != Some(slots) {
+            *current = (slots > 0).then(|| TaskSlots::new(slots));
+        }
+    }
+
+    /// Starts a run in the background; a run already in progress is not started twice. A
+    /// task run first waits for its slots (queued runs behind it wait their turn); a queued
+    /// run with resource files says [`Event::Began`] once it has them.
     pub fn start(&self, ctx: Arc<RunContext>, assignment: Assignment) {
         let (stop, stop_rx) = watch::channel(Stop::No);
         let pgid = Arc::new(AtomicI32::new(0));
@@ -75,9 +134,44 @@ impl Runs {
             table.insert(assignment.run, control);
         }
         let runs = self.clone();
+        // Asked now, in the order runs arrive, whatever order their tasks run in.
+        let slots = self
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .filter(|_| assignment.slots > 0)
+            .map(|s| s.ask(assignment.slots));
         tokio::spawn(async move {
             let run = assignment.run;
+            let mut stop_rx = stop_rx;
+            let permit = match slots {
+                Some(granted) => {
+                    tokio::select! {
+                        permit = granted => permit.ok(),
+                        _ = stop_rx.wait_for(|s| *s != Stop::No) => {
+                            // Killed (or leaving) before it began: the server has forgotten
+                            // it already, so nothing is reported.
+                            runs.lock().remove(&run);
+                            return;
+                        }
+                    }
+                }
+                None => None,
+            };
+            // A queued run with files to download says it began now, so that its task shows
+            // `running` while they download; otherwise `Started` says it, a moment later,
+            // and the server hears one message less per task.
+            if assignment.queued && !assignment.resource_files.is_empty() {
+                let _ = ctx.events.send(Event::Began {
+                    run,
+                    at: Timestamp::now(),
+                });
+            }
             let end = execute(&ctx, assignment, stop_rx, &pgid).await;
+            // The slots are free before the server hears of the end, so that a run it sends
+            // on that news finds them free.
+            drop(permit);
             // Queued before the run leaves the table, so that a `Hello` always counts it:
             // either as going or as ended with its `Ended` still to be sent.
             if let Some(end) = end {
@@ -165,11 +259,8 @@ async fn before_start(
         return not_started(server_error(codes::TASK_START_FAILED, message));
     };
     let wd = task_dir.join(layout::WD);
-    let dirs = (task_dir.clone(), wd.clone());
-    let prepared = tokio::task::spawn_blocking(move || prepare(&dirs.0, &dirs.1))
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()));
-    let (stdout, stderr) = match prepared {
+    // Three or four file system calls: cheaper in place than on a blocking thread.
+    let (stdout, stderr) = match prepare(&task_dir, &wd) {
         Ok(files) => files,
         Err(e) => {
             let message = format!("cannot create the task directory: {e}");
@@ -299,9 +390,8 @@ fn give_to(task_dir: &Path, uid: u32, gid: u32) -> Result<(), String> {
     Ok(())
 }
 
-/// The agent's environment, then the node's (`Welcome`), the run's, and the path variables.
+/// The agent's environment and the node's (`Welcome`), then the run's and the path variables.
 fn environment(ctx: &RunContext, a: &Assignment, task_dir: &Path) -> Vec<(OsString, OsString)> {
-    let node = ctx.node_env.iter().map(|(k, v)| (k.clone(), v.clone()));
     let run = a
         .environment
         .iter()
@@ -321,11 +411,11 @@ fn environment(ctx: &RunContext, a: &Assignment, task_dir: &Path) -> Vec<(OsStri
             ),
         ]
     });
-    node.chain(run)
+    let own = run
         .chain(ctx.dirs.path_variables(task_dir))
         .chain(prep)
-        .map(|(k, v)| (OsString::from(k), OsString::from(v)))
-        .collect()
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+    ctx.base_env.iter().cloned().chain(own).collect()
 }
 
 /// Waits for the process, killing its group when the wall clock runs out or when asked to.

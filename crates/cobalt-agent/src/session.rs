@@ -230,6 +230,7 @@ impl Agent {
         self.welcomed = true;
         tracing::info!(node = %welcome.node_id, pool = %self.config.pool_id, "joined the pool");
         self.node_id = Some(welcome.node_id.clone());
+        self.runs.set_slots(welcome.task_slots);
         let (replies_tx, replies_rx) = mpsc::unbounded_channel();
         let mut link = Link {
             ws,
@@ -237,7 +238,14 @@ impl Agent {
                 dirs: self.dirs.clone(),
                 http: self.http.clone(),
                 identity: self.identity,
-                node_env: welcome.environment,
+                base_env: std::env::vars_os()
+                    .chain(
+                        welcome
+                            .environment
+                            .into_iter()
+                            .map(|(k, v)| (k.into(), v.into())),
+                    )
+                    .collect(),
                 events: self.events_tx.clone(),
             }),
             heartbeat: Duration::from_millis(welcome.heartbeat_seconds.max(1) * 500),
@@ -267,7 +275,7 @@ impl Agent {
         }
         runs.extend(self.pending.iter().filter_map(|e| match e {
             Event::Ended(end) => Some(end.run),
-            Event::Started { .. } => None,
+            Event::Began { .. } | Event::Started { .. } => None,
         }));
         runs.into_iter().collect()
     }

@@ -4,7 +4,7 @@
 //! priorities, `maxParallelTasks`, dependencies, retries, exit conditions, job actions — are
 //! applied here so that they hold whoever calls.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use cobalt_model::batch::{
     DependencyAction, ErrorCategory, ExitOptions, FailureInfo, Job, JobAction, JobState, NodeInfo,
@@ -49,6 +49,10 @@ pub struct RunOutcome {
     pub pre_processing_error: bool,
     /// An output file failed to upload.
     pub file_upload_error: bool,
+    /// Where the run began, when its task was not marked `running` yet (the run began and
+    /// ended before the dispatcher flushed its start): the task goes from `active` straight
+    /// through `running` to its end, in one write.
+    pub began: Option<NodeInfo>,
 }
 
 /// What became of a run's task.
@@ -69,6 +73,21 @@ pub struct RunnableJob {
     pub job: Job,
     /// Its runnable tasks, in order.
     pub tasks: Vec<Task>,
+}
+
+/// A task starts running on a node.
+fn begin(task: &mut Task, node_info: NodeInfo, now: Timestamp) {
+    task.transition(TaskState::Running, now);
+    let info = &mut task.execution_info;
+    info.start_time = Some(now);
+    info.end_time = None;
+    info.exit_code = None;
+    info.failure_info = None;
+    info.result = None;
+    if info.retry_count > 0 {
+        info.last_retry_time = Some(now);
+    }
+    task.node_info = Some(node_info);
 }
 
 fn failed(outcome: &RunOutcome) -> bool {
@@ -192,6 +211,7 @@ impl Batch {
         account: &str,
         jobs: &[Job],
         limit: usize,
+        queued: &HashSet<(String, String)>,
     ) -> BatchResult<Vec<RunnableJob>> {
         let mut out = Vec::new();
         let mut left = limit;
@@ -201,13 +221,16 @@ impl Batch {
             }
             let mut allowance = left;
             if let Some(max) = job.spec.max_parallel_tasks.filter(|m| *m > 0) {
+                let job_key = id_key(&job.id);
+                let waiting = queued.iter().filter(|(j, _)| *j == job_key).count();
                 let running: u64 = self
                     .store
                     .count(&tasks::scope(account, &job.id))?
                     .iter()
                     .filter(|c| c.state == "running" || c.state == "preparing")
                     .map(|c| c.count)
-                    .sum();
+                    .sum::<u64>()
+                    + u64::try_from(waiting).unwrap_or(0);
                 let max = u64::try_from(max).unwrap_or(0);
                 allowance =
                     allowance.min(usize::try_from(max.saturating_sub(running)).unwrap_or(0));
@@ -215,7 +238,7 @@ impl Batch {
             if allowance == 0 {
                 continue;
             }
-            let tasks = self.runnable_tasks(account, job, allowance)?;
+            let tasks = self.runnable_tasks(account, job, allowance, queued)?;
             left -= tasks.len();
             if !tasks.is_empty() {
                 out.push(RunnableJob {
@@ -227,20 +250,30 @@ impl Batch {
         Ok(out)
     }
 
-    fn runnable_tasks(&self, account: &str, job: &Job, limit: usize) -> BatchResult<Vec<Task>> {
+    fn runnable_tasks(
+        &self,
+        account: &str,
+        job: &Job,
+        limit: usize,
+        queued: &HashSet<(String, String)>,
+    ) -> BatchResult<Vec<Task>> {
         let scope = tasks::scope(account, &job.id);
+        let job_key = id_key(&job.id);
         let mut found = Vec::new();
         let mut after: Option<String> = None;
         loop {
             // Fetch about what is needed: a few more than `limit` in case some wait for
             // their dependencies.
-            let want = (limit - found.len()).clamp(8, 256);
+            let want = (limit - found.len() + queued.len()).clamp(8, 256);
             let batch = self
                 .store
                 .list(&scope, after.as_deref(), Some("active"), want)?;
             let done = batch.len() < want;
             for record in &batch {
                 after = Some(record.key.clone());
+                if queued.contains(&(job_key.clone(), record.key.clone())) {
+                    continue;
+                }
                 let task: Task = crate::service::decode(record)?;
                 if self.dependencies_met(account, job, &task)? {
                     found.push(task);
@@ -307,17 +340,7 @@ impl Batch {
             if task.state != TaskState::Active {
                 continue;
             }
-            task.transition(TaskState::Running, now);
-            let info = &mut task.execution_info;
-            info.start_time = Some(now);
-            info.end_time = None;
-            info.exit_code = None;
-            info.failure_info = None;
-            info.result = None;
-            if info.retry_count > 0 {
-                info.last_retry_time = Some(now);
-            }
-            task.node_info = Some(s.node_info);
+            begin(&mut task, s.node_info, now);
             let (e_tag, stamp) = touch(Some(&task.e_tag));
             task.e_tag = e_tag;
             task.last_modified = stamp;
@@ -344,7 +367,13 @@ impl Batch {
         let mut job_cache: HashMap<String, Option<Job>> = HashMap::new();
         for o in outcomes {
             let scope = tasks::scope(account, &o.job_id);
-            let task = self.load::<Task>(&scope, &o.task_id)?;
+            let mut task = self.load::<Task>(&scope, &o.task_id)?;
+            // A run that began and ended before its start was written: start it here.
+            if let (Some(t), Some(node_info)) = (task.as_mut(), &o.began)
+                && t.state == TaskState::Active
+            {
+                begin(t, node_info.clone(), now);
+            }
             let Some(mut task) = task.filter(|t| {
                 t.state == TaskState::Running
                     && t.node_info.as_ref().and_then(|n| n.node_id.as_deref())

@@ -65,14 +65,16 @@ impl Batch {
         }
     }
 
-    /// Writes node records and removes others, in one transaction, then brings the pool's
-    /// current size (and `allocationState`: `resizing` → `steady` at the target) up to date.
+    /// Writes node records and removes others, in one transaction; with `recount` (nodes
+    /// joined or left, or the pool's target changed) it then brings the pool's current size
+    /// (and `allocationState`: `resizing` → `steady` at the target) up to date.
     pub fn save_nodes(
         &self,
         account: &str,
         pool_id: &str,
         nodes: &[Node],
         removed: &[String],
+        recount: bool,
     ) -> BatchResult<()> {
         let _guard = self.lock();
         let node_scope = scope(account, pool_id);
@@ -87,7 +89,10 @@ impl Batch {
             writes.push(Write::Delete(node_scope.clone(), id_key(id)));
         }
         self.apply_deferred(&writes)?;
-        self.refresh_pool_size(account, pool_id)
+        if recount {
+            self.refresh_pool_size(account, pool_id)?;
+        }
+        Ok(())
     }
 
     /// Sets the pool's current node counts from its node records (the write lock is held).

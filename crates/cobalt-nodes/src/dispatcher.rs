@@ -105,6 +105,9 @@ const RECENT_TASKS: usize = 10;
 const QUICK_DEATH: Duration = Duration::from_secs(10);
 /// After this many failed starts in a row, a pool stops starting local agents.
 const MAX_SPAWN_FAILURES: u32 = 5;
+/// How stale a node's task counters (`runningTasksCount`…) may be in its saved record: a
+/// burst of tasks then saves node records a few times a second, not on every turn.
+const COUNTERS_FLUSH: Duration = Duration::from_millis(100);
 
 struct NodeRt {
     node: Node,
@@ -146,7 +149,14 @@ struct PoolRt {
     pool: Pool,
     nodes: BTreeMap<String, NodeRt>,
     next_index: u32,
+    /// Nodes whose record changed and must be saved this turn.
     dirty: HashSet<String>,
+    /// Nodes whose task counters changed: saved at most every [`COUNTERS_FLUSH`].
+    lazy: HashSet<String>,
+    /// When the pool's node records were last saved.
+    flushed: Instant,
+    /// Nodes joined or left: the pool's node counts must be recounted.
+    recount: bool,
     removed: Vec<String>,
     wants_schedule: bool,
     spawn_failures: u32,
@@ -199,6 +209,11 @@ struct Run {
     retention: Option<Duration>,
     /// The command's process group, once started (for local nodes whose agent dies).
     pgid: Option<i32>,
+    /// A task run the agent has begun (`Event::Began`): its task is `running`. Before that
+    /// it waits in the agent's queue and its task is still `active`.
+    began: bool,
+    /// Where the task runs, recorded when it begins.
+    node_info: Option<NodeInfo>,
 }
 
 struct Dispatcher {
@@ -211,6 +226,8 @@ struct Dispatcher {
     conns: HashMap<u64, (PoolKey, String)>,
     job_pool: HashMap<(String, String), String>,
     outcomes: HashMap<String, Vec<RunOutcome>>,
+    /// Queued task runs the agents began, per account, to mark `running` (with the run).
+    began: HashMap<String, Vec<(u64, RunStart)>>,
     leaving: Vec<(Child, Instant)>,
     next_run: u64,
     files: HashMap<u64, (u64, std::sync::mpsc::Sender<Option<FileOutcome>>)>,
@@ -238,6 +255,7 @@ pub fn spawn(
         conns: HashMap::new(),
         job_pool: HashMap::new(),
         outcomes: HashMap::new(),
+        began: HashMap::new(),
         leaving: Vec::new(),
         next_run: 1,
         files: HashMap::new(),
@@ -270,7 +288,7 @@ impl Dispatcher {
         self.recover();
         loop {
             let mut stop = false;
-            match rx.recv_timeout(Duration::from_millis(200)) {
+            match rx.recv_timeout(self.idle_wait()) {
                 Ok(input) => stop |= self.handle(input),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => stop = true,
@@ -282,6 +300,7 @@ impl Dispatcher {
                 self.stop_all();
                 return;
             }
+            self.flush_began();
             self.flush_outcomes();
             self.clean_expired();
             self.schedule_all();
@@ -321,7 +340,8 @@ impl Dispatcher {
                 .collect();
                 log_err(
                     "removing stale nodes",
-                    self.batch.save_nodes(&account, &pool.spec.id, &[], &stale),
+                    self.batch
+                        .save_nodes(&account, &pool.spec.id, &[], &stale, true),
                 );
                 self.refresh_pool(&account, &pool.spec.id, had);
             }
@@ -509,6 +529,16 @@ impl Dispatcher {
 
     fn on_job_disabling(&mut self, account: &str, job: &str, option: DisableJobOption) {
         if option == DisableJobOption::Wait {
+            // Running tasks finish; those still waiting in a node's queue have not begun, and
+            // stay active.
+            let queued: Vec<u64> = self
+                .job_runs(account, job)
+                .into_iter()
+                .filter(|r| self.runs.get(r).is_some_and(|r| !r.began))
+                .collect();
+            for run in queued {
+                self.kill_run(run);
+            }
             return;
         }
         let runs = self.job_runs(account, job);
@@ -557,6 +587,9 @@ impl Dispatcher {
                     nodes: BTreeMap::new(),
                     next_index: 1,
                     dirty: HashSet::new(),
+                    lazy: HashSet::new(),
+                    flushed: Instant::now(),
+                    recount: true,
                     removed: Vec::new(),
                     wants_schedule: true,
                     spawn_failures: 0,
@@ -570,6 +603,7 @@ impl Dispatcher {
                 }
                 rt.pool = pool;
                 rt.wants_schedule = true;
+                rt.recount = true;
                 self.ensure_size(&key);
             }
             _ => self.drain_pool(&key),
@@ -585,7 +619,7 @@ impl Dispatcher {
                 if !ids.is_empty() {
                     log_err(
                         "removing nodes",
-                        self.batch.save_nodes(&key.0, &key.1, &[], &ids),
+                        self.batch.save_nodes(&key.0, &key.1, &[], &ids, true),
                     );
                 }
             }
@@ -599,7 +633,7 @@ impl Dispatcher {
             log_err(
                 "removing nodes",
                 self.batch
-                    .save_nodes(&rt.account, &rt.pool.spec.id, &[], &rt.removed),
+                    .save_nodes(&rt.account, &rt.pool.spec.id, &[], &rt.removed, true),
             );
         }
     }
@@ -727,6 +761,7 @@ impl Dispatcher {
             },
         );
         rt.dirty.insert(id);
+        rt.recount = true;
         true
     }
 
@@ -740,6 +775,7 @@ impl Dispatcher {
             return;
         };
         rt.dirty.remove(id);
+        rt.lazy.remove(id);
         rt.removed.push(id.to_owned());
         if let Some(out) = &node.out {
             let _ = out.send(ServerMessage::Leave { wipe });
@@ -893,6 +929,7 @@ impl Dispatcher {
             node_id: id.clone(),
             environment: env,
             heartbeat_seconds: self.config.heartbeat.as_secs().max(1),
+            task_slots: u32::try_from(rt.pool.task_slots_per_node()).unwrap_or(1),
         }));
         // A start task that never ran, or whose run was lost with the connection, runs now.
         let needs_start_task = entry.start_task_run.is_none()
@@ -903,6 +940,7 @@ impl Dispatcher {
                 .is_none_or(|i| i.state == StartTaskState::Running);
         let account = rt.account.clone();
         rt.dirty.insert(id.clone());
+        rt.recount = true;
         rt.wants_schedule = true;
         self.conns.insert(conn, (key.clone(), id.clone()));
         let tasks = self.forget_runs(&lost);
@@ -1024,6 +1062,8 @@ impl Dispatcher {
                 slots: 0,
                 retention: None,
                 pgid: None,
+                began: true,
+                node_info: None,
             },
         );
     }
@@ -1057,7 +1097,15 @@ impl Dispatcher {
                                 self.on_run_end(end);
                             }
                         }
+                        Event::Began { run, .. } => {
+                            if self.runs.get(&run).is_some_and(mine) {
+                                self.on_began(run);
+                            }
+                        }
                         Event::Started { run, pgid, .. } => {
+                            if self.runs.get(&run).is_some_and(|r| mine(r) && !r.began) {
+                                self.on_began(run);
+                            }
                             let local = self
                                 .pools
                                 .get(&key)
@@ -1085,6 +1133,11 @@ impl Dispatcher {
     }
 
     fn on_run_end(&mut self, end: RunEnd) {
+        // A queued run that ended before it said it began (it failed to start) began too:
+        // its task goes `running`, then completes, in this turn's flushes.
+        if self.runs.get(&end.run).is_some_and(|r| !r.began) {
+            self.on_began(end.run);
+        }
         let Some(run) = self.runs.remove(&end.run) else {
             return;
         };
@@ -1100,7 +1153,7 @@ impl Dispatcher {
         };
         node.runs.remove(&end.run);
         node.free += run.slots;
-        rt.dirty.insert(run.node.clone());
+        rt.lazy.insert(run.node.clone());
         rt.wants_schedule = true;
         match run.kind {
             RunKind::StartTask => {
@@ -1143,6 +1196,11 @@ impl Dispatcher {
                         dir,
                     )));
                 }
+                // A start not written yet is written with the end, in one go.
+                let began = self.began.get_mut(&account).and_then(|pending| {
+                    let i = pending.iter().position(|(r, _)| *r == end.run)?;
+                    Some(pending.swap_remove(i).1.node_info)
+                });
                 self.outcomes.entry(account).or_default().push(RunOutcome {
                     job_id: run.job,
                     task_id: run.task,
@@ -1153,6 +1211,7 @@ impl Dispatcher {
                     failure_info: end.failure_info,
                     pre_processing_error: end.pre_processing_error,
                     file_upload_error: end.file_upload_error,
+                    began,
                 });
             }
         }
@@ -1292,6 +1351,7 @@ impl Dispatcher {
                 self.touch_node(&key, id);
             }
             NodeAction::DisableScheduling(option) => {
+                self.withdraw_queued(&key, id);
                 self.stop_node_runs(&key, id, option);
                 let Some(n) = self.pools.get_mut(&key).and_then(|p| p.nodes.get_mut(id)) else {
                     return Err(NodeActionError::NotFound);
@@ -1335,6 +1395,7 @@ impl Dispatcher {
     /// `retaineddata` let its running tasks finish first (no new task goes to it meanwhile);
     /// `requeue` and `terminate` stop them now.
     fn drain_or(&mut self, key: &PoolKey, id: &str, option: NodeDeallocationOption, drain: Drain) {
+        self.withdraw_queued(key, id);
         let busy = self
             .pools
             .get(key)
@@ -1527,6 +1588,8 @@ impl Dispatcher {
                 slots: 0,
                 retention: None,
                 pgid: None,
+                began: true,
+                node_info: None,
             },
         );
         if let Some(n) = self.pools.get_mut(key).and_then(|p| p.nodes.get_mut(node)) {
@@ -1633,6 +1696,8 @@ impl Dispatcher {
                     slots: 0,
                     retention: None,
                     pgid: None,
+                    began: true,
+                    node_info: None,
                 },
             );
         }
@@ -1749,37 +1814,14 @@ impl Dispatcher {
         }
     }
 
+    /// Places the pool's runnable tasks on its nodes and sends them. A node takes as many
+    /// tasks again as it has slots beyond those it runs: they wait in its agent's queue, so a
+    /// slot that frees starts the next task at once instead of after a round trip to the
+    /// server. Their tasks stay `active` until the agent says it began them (`on_began`).
     fn schedule(&mut self, key: &PoolKey) {
         let Some(rt) = self.pools.get(key) else {
             return;
         };
-        let mut slots: Vec<Slots> = rt
-            .nodes
-            .iter()
-            .filter(|(_, n)| {
-                n.out.is_some()
-                    && n.after_drain.is_none()
-                    && n.free > 0
-                    && n.node.scheduling_state == SchedulingState::Enabled
-                    && matches!(n.node.state, NodeState::Idle | NodeState::Running)
-            })
-            .map(|(id, n)| Slots {
-                node: id.clone(),
-                free: n.free,
-            })
-            .collect();
-        let free: i32 = slots.iter().map(|s| s.free).sum();
-        if free <= 0 {
-            return;
-        }
-        let pack = rt
-            .pool
-            .spec
-            .other
-            .get("taskSchedulingPolicy")
-            .and_then(|p| p.get("nodeFillType"))
-            .and_then(|v| v.as_str())
-            == Some("pack");
         let account = rt.account.clone();
         let pool_id = rt.pool.spec.id.clone();
         let jobs = match &rt.jobs {
@@ -1798,15 +1840,49 @@ impl Dispatcher {
                 jobs
             }
         };
+        // A queued run must not make a better job's task wait behind it.
+        self.displace_queued(key, &account, &jobs);
+        let Some(rt) = self.pools.get(key) else {
+            return;
+        };
+        let depth = rt.pool.task_slots_per_node();
+        let mut slots: Vec<Slots> = rt
+            .nodes
+            .iter()
+            .filter(|(_, n)| {
+                n.out.is_some()
+                    && n.after_drain.is_none()
+                    && n.free + depth > 0
+                    && n.node.scheduling_state == SchedulingState::Enabled
+                    && matches!(n.node.state, NodeState::Idle | NodeState::Running)
+            })
+            .map(|(id, n)| Slots {
+                node: id.clone(),
+                free: n.free + depth,
+            })
+            .collect();
+        let free: i32 = slots.iter().map(|s| s.free).sum();
+        if free <= 0 {
+            return;
+        }
+        let pack = rt
+            .pool
+            .spec
+            .other
+            .get("taskSchedulingPolicy")
+            .and_then(|p| p.get("nodeFillType"))
+            .and_then(|v| v.as_str())
+            == Some("pack");
+        // Tasks sent to a queue are still `active`: they must not be picked again.
+        let queued = self.queued_tasks(&account);
         let Some(runnable) = log_err(
             "finding runnable tasks",
             self.batch
-                .runnable(&account, &jobs, usize::try_from(free).unwrap_or(0)),
+                .runnable(&account, &jobs, usize::try_from(free).unwrap_or(0), &queued),
         ) else {
             return;
         };
-        let mut starts = Vec::new();
-        let mut placed: HashMap<(String, String), String> = HashMap::new();
+        let mut batches: HashMap<String, Vec<cobalt_proto::Assignment>> = HashMap::new();
         for rj in &runnable {
             // Nodes where the job's preparation task allows its tasks now.
             let ready = self.prep_ready(key, &account, &rj.job, &slots);
@@ -1827,63 +1903,46 @@ impl Dispatcher {
                 let node_url =
                     format!("{}/pools/{}/nodes/{}", self.config.batch_url, pool_id, node);
                 let dir = layout::task_dir(&rj.job.id, &task.spec.id);
-                starts.push(RunStart {
-                    job_id: rj.job.id.clone(),
-                    task_id: task.spec.id.clone(),
-                    node_info: NodeInfo {
-                        affinity_id: Some(format!("TVM:{node}")),
-                        node_url: Some(node_url.clone()),
-                        pool_id: Some(pool_id.clone()),
-                        node_id: Some(node.clone()),
-                        task_root_directory: Some(dir.clone()),
-                        task_root_directory_url: Some(format!("{node_url}/files/{dir}")),
+                let run = self.next_run;
+                self.next_run += 1;
+                self.job_pool
+                    .insert((account.clone(), id_key(&rj.job.id)), key.1.clone());
+                batches
+                    .entry(node.clone())
+                    .or_default()
+                    .push(placement::task_assignment(run, &rj.job, task));
+                self.by_task.insert(
+                    (account.clone(), id_key(&rj.job.id), id_key(&task.spec.id)),
+                    run,
+                );
+                self.runs.insert(
+                    run,
+                    Run {
+                        pool: key.clone(),
+                        node: node.clone(),
+                        kind: RunKind::Task,
+                        job: rj.job.id.clone(),
+                        task: task.spec.id.clone(),
+                        slots: task.required_slots(),
+                        retention: task
+                            .spec
+                            .constraints
+                            .as_ref()
+                            .and_then(|c| c.retention_time.as_ref())
+                            .map(|d| d.value()),
+                        pgid: None,
+                        began: false,
+                        node_info: Some(NodeInfo {
+                            affinity_id: Some(format!("TVM:{node}")),
+                            node_url: Some(node_url.clone()),
+                            pool_id: Some(pool_id.clone()),
+                            node_id: Some(node.clone()),
+                            task_root_directory: Some(dir.clone()),
+                            task_root_directory_url: Some(format!("{node_url}/files/{dir}")),
+                        }),
                     },
-                });
-                placed.insert((id_key(&rj.job.id), id_key(&task.spec.id)), node);
+                );
             }
-        }
-        if starts.is_empty() {
-            return;
-        }
-        let Some(started) = log_err("starting tasks", self.batch.start_runs(&account, starts))
-        else {
-            return;
-        };
-        let mut batches: HashMap<String, Vec<cobalt_proto::Assignment>> = HashMap::new();
-        for (job, task) in started {
-            let Some(node_id) = placed.get(&(id_key(&job.id), id_key(&task.spec.id))) else {
-                continue;
-            };
-            let run = self.next_run;
-            self.next_run += 1;
-            self.job_pool
-                .insert((account.clone(), id_key(&job.id)), key.1.clone());
-            batches
-                .entry(node_id.clone())
-                .or_default()
-                .push(placement::task_assignment(run, &job, &task));
-            self.by_task.insert(
-                (account.clone(), id_key(&job.id), id_key(&task.spec.id)),
-                run,
-            );
-            self.runs.insert(
-                run,
-                Run {
-                    pool: key.clone(),
-                    node: node_id.clone(),
-                    kind: RunKind::Task,
-                    job: job.id.clone(),
-                    task: task.spec.id.clone(),
-                    slots: task.required_slots(),
-                    retention: task
-                        .spec
-                        .constraints
-                        .as_ref()
-                        .and_then(|c| c.retention_time.as_ref())
-                        .map(|d| d.value()),
-                    pgid: None,
-                },
-            );
         }
         let Some(rt) = self.pools.get_mut(key) else {
             return;
@@ -1898,11 +1957,129 @@ impl Dispatcher {
                     node.free -= r.slots;
                 }
             }
-            update_counters(&mut node.node, &self.runs, &node.runs);
             if let Some(out) = &node.out {
                 let _ = out.send(ServerMessage::Run { runs });
             }
-            rt.dirty.insert(node_id);
+        }
+    }
+
+    /// The (job, task) keys of the account's task runs waiting in a node's queue.
+    fn queued_tasks(&self, account: &str) -> HashSet<(String, String)> {
+        self.runs
+            .values()
+            .filter(|r| r.kind == RunKind::Task && !r.began && r.pool.0 == account)
+            .map(|r| (id_key(&r.job), id_key(&r.task)))
+            .collect()
+    }
+
+    /// Takes back the queued runs of jobs ranked below (in `jobs`, best first) a job that has
+    /// a runnable task: they go back to the queue behind it, so that job priority holds even
+    /// for runs sent ahead to a node.
+    fn displace_queued(&mut self, key: &PoolKey, account: &str, jobs: &[cobalt_model::batch::Job]) {
+        let rank = |job: &str| {
+            let job = id_key(job);
+            jobs.iter().position(|j| id_key(&j.id) == job)
+        };
+        let queued: Vec<(u64, usize)> = self
+            .runs
+            .iter()
+            .filter(|(_, r)| r.pool == *key && r.kind == RunKind::Task && !r.began)
+            .filter_map(|(id, r)| Some((*id, rank(&r.job)?)))
+            .collect();
+        let Some(worst) = queued.iter().map(|(_, r)| *r).max().filter(|w| *w > 0) else {
+            return;
+        };
+        let waiting = self.queued_tasks(account);
+        let Some(better) = log_err(
+            "finding runnable tasks",
+            self.batch.runnable(account, &jobs[..worst], 1, &waiting),
+        ) else {
+            return;
+        };
+        let Some(best) = better.first().and_then(|rj| rank(&rj.job.id)) else {
+            return;
+        };
+        for (run, r) in queued {
+            if r > best {
+                self.kill_run(run);
+            }
+        }
+    }
+
+    /// A queued task run got its slots on its node: its task is `running` from the next
+    /// flush on.
+    fn on_began(&mut self, run: u64) {
+        let Some(r) = self.runs.get_mut(&run) else {
+            return;
+        };
+        if r.began {
+            return;
+        }
+        r.began = true;
+        let (key, node) = (r.pool.clone(), r.node.clone());
+        let start = RunStart {
+            job_id: r.job.clone(),
+            task_id: r.task.clone(),
+            node_info: r.node_info.clone().unwrap_or_default(),
+        };
+        self.began
+            .entry(key.0.clone())
+            .or_default()
+            .push((run, start));
+        if let Some(rt) = self.pools.get_mut(&key)
+            && let Some(n) = rt.nodes.get_mut(&node)
+        {
+            update_counters(&mut n.node, &self.runs, &n.runs);
+            rt.lazy.insert(node);
+        }
+    }
+
+    /// Marks the tasks of begun runs `running` (one deferred transaction per account). A run
+    /// whose task is no longer active (terminated, deleted, its job stopped) is killed.
+    fn flush_began(&mut self) {
+        for (account, began) in std::mem::take(&mut self.began) {
+            let starts: Vec<RunStart> = began.iter().map(|(_, s)| s.clone()).collect();
+            let Some(started) = log_err(
+                "marking tasks running",
+                self.batch.start_runs(&account, starts),
+            ) else {
+                // Tried again next turn: a task must not stay `active` while it runs.
+                self.began.entry(account).or_default().extend(began);
+                continue;
+            };
+            let started: HashSet<(String, String)> = started
+                .iter()
+                .map(|(job, task)| (id_key(&job.id), id_key(&task.spec.id)))
+                .collect();
+            for (run, start) in began {
+                if !started.contains(&(id_key(&start.job_id), id_key(&start.task_id))) {
+                    self.kill_run(run);
+                }
+            }
+        }
+    }
+
+    /// Takes back the task runs waiting in a node's queue (not begun): their tasks are still
+    /// `active`, and go to other nodes.
+    fn withdraw_queued(&mut self, key: &PoolKey, id: &str) {
+        let queued: Vec<u64> = self
+            .pools
+            .get(key)
+            .and_then(|p| p.nodes.get(id))
+            .map(|n| {
+                n.runs
+                    .iter()
+                    .copied()
+                    .filter(|r| {
+                        self.runs
+                            .get(r)
+                            .is_some_and(|r| r.kind == RunKind::Task && !r.began)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for run in queued {
+            self.kill_run(run);
         }
     }
 
@@ -1943,23 +2120,42 @@ impl Dispatcher {
         }
     }
 
+    /// Saves changed node records: at once for state changes, joins and departures; task
+    /// counters at most every [`COUNTERS_FLUSH`].
     fn flush_nodes(&mut self) {
         for rt in self.pools.values_mut() {
-            if rt.dirty.is_empty() && rt.removed.is_empty() {
+            let due = !rt.dirty.is_empty()
+                || !rt.removed.is_empty()
+                || rt.recount
+                || (!rt.lazy.is_empty() && rt.flushed.elapsed() >= COUNTERS_FLUSH);
+            if !due {
                 continue;
             }
-            let nodes: Vec<Node> = rt
-                .dirty
-                .drain()
-                .filter_map(|id| rt.nodes.get(&id).map(|n| n.node.clone()))
+            let ids: HashSet<String> = rt.dirty.drain().chain(rt.lazy.drain()).collect();
+            let nodes: Vec<Node> = ids
+                .iter()
+                .filter_map(|id| rt.nodes.get(id).map(|n| n.node.clone()))
                 .collect();
             let removed = std::mem::take(&mut rt.removed);
+            let recount = std::mem::take(&mut rt.recount) || !removed.is_empty();
+            rt.flushed = Instant::now();
             log_err(
                 "saving nodes",
                 self.batch
-                    .save_nodes(&rt.account, &rt.pool.spec.id, &nodes, &removed),
+                    .save_nodes(&rt.account, &rt.pool.spec.id, &nodes, &removed, recount),
             );
         }
+    }
+
+    /// How long the loop may wait for input before node counters are due to be saved.
+    fn idle_wait(&self) -> Duration {
+        self.pools
+            .values()
+            .filter(|rt| !rt.lazy.is_empty())
+            .map(|rt| COUNTERS_FLUSH.saturating_sub(rt.flushed.elapsed()))
+            .min()
+            .unwrap_or(Duration::from_millis(200))
+            .min(Duration::from_millis(200))
     }
 
     fn stop_all(&mut self) {
@@ -2006,7 +2202,7 @@ fn update_counters(node: &mut Node, runs: &HashMap<u64, Run>, mine: &HashSet<u64
     let tasks: Vec<&Run> = mine
         .iter()
         .filter_map(|r| runs.get(r))
-        .filter(|r| r.kind == RunKind::Task)
+        .filter(|r| r.kind == RunKind::Task && r.began)
         .collect();
     node.running_tasks_count = i64::try_from(tasks.len()).unwrap_or(i64::MAX);
     node.running_task_slots_count = tasks.iter().map(|r| i64::from(r.slots)).sum();

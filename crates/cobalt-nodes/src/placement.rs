@@ -74,6 +74,8 @@ pub fn task_assignment(run: u64, job: &Job, task: &Task) -> Assignment {
             .job_preparation_task
             .as_ref()
             .map(|_| prep_dir(&job.id)),
+        slots: u32::try_from(task.required_slots()).unwrap_or(1),
+        queued: true,
     }
 }
 
@@ -111,6 +113,8 @@ pub fn prep_assignment(run: u64, job: &Job, prep: &JobPreparationTask) -> Assign
         ),
         elevated: elevated(prep.user_identity.as_ref()),
         job_prep_dir: Some(prep_dir(&job.id)),
+        slots: 0,
+        queued: false,
     }
 }
 
@@ -138,6 +142,8 @@ pub fn release_assignment(run: u64, job: &Job, release: &JobReleaseTask) -> Assi
             .job_preparation_task
             .as_ref()
             .map(|_| prep_dir(&job.id)),
+        slots: 0,
+        queued: false,
     }
 }
 
@@ -154,6 +160,8 @@ pub fn start_task_assignment(run: u64, start: &StartTask) -> Assignment {
         max_wall_clock_seconds: None,
         elevated: elevated(start.user_identity.as_ref()),
         job_prep_dir: None,
+        slots: 0,
+        queued: false,
     }
 }
 

@@ -79,6 +79,15 @@ pub struct Hello {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "camelCase")]
 pub enum Event {
+    /// A queued run ([`Assignment::queued`]) with resource files got its task slots: it is
+    /// running from now on, downloading them first. (Without resource files, `Started` says
+    /// the run began.)
+    Began {
+        /// The run.
+        run: u64,
+        /// When.
+        at: Timestamp,
+    },
     /// A run's command started (its resource files are downloaded).
     Started {
         /// The run.
@@ -158,6 +167,10 @@ pub struct Welcome {
     pub environment: Vec<(String, String)>,
     /// How often the agent must send something (events or pings), in seconds.
     pub heartbeat_seconds: u64,
+    /// The node's task slots (`taskSlotsPerNode`): task runs wait in a queue, in the order
+    /// they arrive, until their slots are free. 0: no limit (runs start when they arrive).
+    #[serde(default)]
+    pub task_slots: u32,
 }
 
 /// Which kind of task a run is.
@@ -201,6 +214,18 @@ pub struct Assignment {
     /// `AZ_BATCH_JOB_PREP_WORKING_DIR` from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_prep_dir: Option<String>,
+    /// Task slots the run takes (`requiredSlots`; 0 for start, preparation and release tasks,
+    /// which take none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub slots: u32,
+    /// The server sent the run ahead of a free slot: its task is running only once the agent
+    /// says so ([`Event::Began`], or [`Event::Started`] for a run without resource files).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub queued: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A request for the files of a node.

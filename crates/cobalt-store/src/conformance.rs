@@ -89,6 +89,33 @@ pub fn run(store: &dyn Store) {
             c("completed", "success", 2)
         ]
     );
+    // Counts follow a record's state changing, deletes and deleting a whole scope.
+    store
+        .apply(&[
+            Write::Put(tasks.clone(), rec("t01", "completed", "success")),
+            Write::Put(tasks.clone(), rec("t02", "active", "")),
+            Write::Delete(tasks.clone(), "t05".into()),
+            Write::Delete(tasks.clone(), "missing".into()),
+        ])
+        .unwrap();
+    let mut counts = store.count(&tasks).unwrap();
+    counts.sort_by(|a, b| (&a.state, &a.result).cmp(&(&b.state, &b.result)));
+    assert_eq!(
+        counts,
+        vec![
+            c("active", "", 19),
+            c("completed", "failure", 3),
+            c("completed", "success", 2)
+        ]
+    );
+    let other_tasks = Scope::under("a", Kind::Task, "job9");
+    store
+        .apply(&[Write::Put(other_tasks.clone(), rec("x", "active", ""))])
+        .unwrap();
+    store.apply(&[Write::DeleteAll(tasks.clone())]).unwrap();
+    assert_eq!(store.count(&tasks).unwrap(), vec![]);
+    assert_eq!(store.count(&other_tasks).unwrap(), vec![c("active", "", 1)]);
+    store.apply(&writes).unwrap();
 
     // A deferred transaction is visible at once, like a durable one.
     store

@@ -30,6 +30,39 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX records_by_state;
     CREATE INDEX records_by_state ON records(account, kind, parent, state, key, result);
     "#,
+    // 3: counts by (state, result) kept up to date by triggers, so counting a job's 100,000
+    // tasks reads a handful of rows instead of scanning them all (clients poll task counts).
+    r#"
+    CREATE TABLE counts(
+        account TEXT NOT NULL,
+        kind INTEGER NOT NULL,
+        parent TEXT NOT NULL,
+        state TEXT NOT NULL,
+        result TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY(account, kind, parent, state, result)
+    ) WITHOUT ROWID;
+    INSERT INTO counts
+        SELECT account, kind, parent, state, result, COUNT(*) FROM records
+        GROUP BY account, kind, parent, state, result;
+    CREATE TRIGGER records_counted_insert AFTER INSERT ON records BEGIN
+        INSERT INTO counts VALUES (new.account, new.kind, new.parent, new.state, new.result, 1)
+        ON CONFLICT(account, kind, parent, state, result) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER records_counted_delete AFTER DELETE ON records BEGIN
+        UPDATE counts SET n = n - 1
+        WHERE account = old.account AND kind = old.kind AND parent = old.parent
+          AND state = old.state AND result = old.result;
+    END;
+    CREATE TRIGGER records_counted_update AFTER UPDATE OF state, result ON records
+    WHEN old.state IS NOT new.state OR old.result IS NOT new.result BEGIN
+        UPDATE counts SET n = n - 1
+        WHERE account = old.account AND kind = old.kind AND parent = old.parent
+          AND state = old.state AND result = old.result;
+        INSERT INTO counts VALUES (new.account, new.kind, new.parent, new.state, new.result, 1)
+        ON CONFLICT(account, kind, parent, state, result) DO UPDATE SET n = n + 1;
+    END;
+    "#,
 ];
 
 const READERS: usize = 4;
@@ -191,8 +224,8 @@ impl Store for SqliteStore {
     fn count(&self, scope: &Scope) -> StoreResult<Vec<StateCount>> {
         let conn = self.reader();
         let mut stmt = conn.prepare_cached(
-            "SELECT state, result, COUNT(*) FROM records
-             WHERE account = ?1 AND kind = ?2 AND parent = ?3 GROUP BY state, result",
+            "SELECT state, result, n FROM counts
+             WHERE account = ?1 AND kind = ?2 AND parent = ?3 AND n > 0",
         )?;
         let rows = stmt
             .query_map(
@@ -229,9 +262,13 @@ fn commit(conn: &mut Connection, writes: &[Write]) -> StoreResult<()> {
     for w in writes {
         match w {
             Write::Put(s, r) => {
+                // An upsert, not INSERT OR REPLACE: a replace deletes without firing the delete
+                // trigger, which would leave the counts wrong.
                 tx.prepare_cached(
-                        "INSERT OR REPLACE INTO records(account, kind, parent, key, state, result, body)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        "INSERT INTO records(account, kind, parent, key, state, result, body)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                         ON CONFLICT(account, kind, parent, key) DO UPDATE
+                         SET state = excluded.state, result = excluded.result, body = excluded.body",
                     )?
                     .execute(params![s.account, s.kind.code(), s.parent, r.key, r.state, r.result, r.body])?;
             }

@@ -117,6 +117,16 @@ impl Conn {
 
     /// Reads Hello and answers Welcome.
     pub async fn welcome(&mut self, node_id: &str, heartbeat_seconds: u64) -> Hello {
+        self.welcome_with_slots(node_id, heartbeat_seconds, 0).await
+    }
+
+    /// Reads Hello and answers Welcome with `task_slots` (0: no limit).
+    pub async fn welcome_with_slots(
+        &mut self,
+        node_id: &str,
+        heartbeat_seconds: u64,
+        task_slots: u32,
+    ) -> Hello {
         let AgentMessage::Hello(hello) = self.recv().await.expect("closed before Hello") else {
             panic!("expected Hello first");
         };
@@ -127,6 +137,7 @@ impl Conn {
                 ("NODE_VAR".into(), "from-welcome".into()),
             ],
             heartbeat_seconds,
+            task_slots,
         }))
         .await;
         hello
@@ -322,6 +333,8 @@ pub fn task(run: u64, command_line: &str) -> Assignment {
         max_wall_clock_seconds: None,
         elevated: false,
         job_prep_dir: None,
+        slots: 0,
+        queued: false,
     }
 }
 

@@ -223,3 +223,90 @@ async fn events_of_many_quick_runs_are_batched() {
     assert_eq!(events, 200);
     assert!(messages <= 100, "{messages} messages for 200 events");
 }
+
+/// A task run the server sent ahead of a free slot.
+fn queued(run: u64, command_line: &str) -> cobalt_proto::Assignment {
+    let mut a = task(run, command_line);
+    a.slots = 1;
+    a.queued = true;
+    a
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_runs_wait_for_a_slot_in_the_order_they_came() {
+    let mut server = FakeServer::start("secret-token").await;
+    let _agent = TestAgent::start(&server.url, "secret-token");
+    let mut conn = server.next_conn().await;
+    conn.welcome_with_slots("node-1", 5, 1).await;
+    conn.run(vec![
+        queued(1, "/bin/sh -c 'sleep 0.4'"),
+        queued(2, "/bin/true"),
+        queued(3, "/bin/true"),
+    ])
+    .await;
+    let first = conn.ended(1).await;
+    let second = conn.ended(2).await;
+    let third = conn.ended(3).await;
+    // One slot: each began after the one before it ended.
+    assert!(
+        second.start_time.unwrap() >= first.end_time,
+        "{first:?} {second:?}"
+    );
+    assert!(
+        third.start_time.unwrap() >= second.end_time,
+        "{second:?} {third:?}"
+    );
+    // Without resource files, `Started` says a queued run began: no `Began`.
+    assert!(
+        !conn.events.iter().any(|e| matches!(e, Event::Began { .. })),
+        "{:?}",
+        conn.events
+    );
+
+    // A queued run killed before it began never starts and reports nothing.
+    conn.run(vec![
+        queued(4, "/bin/sh -c 'sleep 0.4'"),
+        queued(5, "/bin/sh -c 'echo ran > ran.txt'"),
+    ])
+    .await;
+    conn.started(4).await;
+    conn.send(ServerMessage::Kill { run: 5 }).await;
+    conn.ended(4).await;
+    conn.run(vec![queued(6, "/bin/true")]).await;
+    conn.ended(6).await;
+    assert!(
+        !conn.events.iter().any(|e| match e {
+            Event::Started { run, .. } | Event::Began { run, .. } => *run == 5,
+            Event::Ended(end) => end.run == 5,
+        }),
+        "{:?}",
+        conn.events
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_run_with_resource_files_says_when_it_began() {
+    let mut server = FakeServer::start("secret-token").await;
+    let _agent = TestAgent::start(&server.url, "secret-token");
+    let mut conn = server.next_conn().await;
+    conn.welcome_with_slots("node-1", 5, 1).await;
+    let mut a = queued(1, "/bin/true");
+    // A file that cannot be downloaded still makes the run begin first.
+    a.resource_files = vec![cobalt_model::batch::ResourceFile {
+        http_url: Some("http://127.0.0.1:9/nothing".into()),
+        file_path: Some("x".into()),
+        ..Default::default()
+    }];
+    conn.run(vec![a]).await;
+    let end = conn.ended(1).await;
+    assert!(end.pre_processing_error, "{end:?}");
+    let began = conn
+        .events
+        .iter()
+        .position(|e| matches!(e, Event::Began { run: 1, .. }));
+    let ended = conn
+        .events
+        .iter()
+        .position(|e| matches!(e, Event::Ended(r) if r.run == 1));
+    assert!(began.is_some() && began < ended, "{:?}", conn.events);
+}
