@@ -210,9 +210,9 @@ def test_task_stdout_updates_live_while_the_task_runs(server, driver, shots):
 def test_pools_page_lists_the_pool(server, driver, shots):
     open_page(driver, server, "pools")
     wait(driver).until(lambda d: POOL in text_of(d, "main table"))
-    row = driver.find_element(By.XPATH, f"//tr[td/a[text()='{POOL}']]")
-    assert "steady" in row.text
-    assert "2 / 2" in row.text
+    row = f"//tr[td/a[text()='{POOL}']]"
+    wait(driver).until(lambda d: "steady" in d.find_element(By.XPATH, row).text
+                       and "2 / 2" in d.find_element(By.XPATH, row).text)
     shots(driver, "pools")
 
 
@@ -317,15 +317,18 @@ def test_storage_page_lists_a_container_and_its_blob(server, driver, shots):
     shots(driver, "storage")
     driver.find_element(By.LINK_TEXT, "ui-container").click()
     wait(driver).until(lambda d: "reports/hello.txt" in text_of(d, "main table"))
-    row = driver.find_element(By.XPATH, "//tr[td[text()='reports/hello.txt']]")
-    assert "14 B" in row.text
-    link = row.find_element(By.LINK_TEXT, "Download").get_attribute("href")
+    row = "//tr[td[text()='reports/hello.txt']]"
+    wait(driver).until(lambda d: "14 B" in d.find_element(By.XPATH, row).text)
+    link = wait(driver).until(lambda d: d.find_element(By.XPATH, row).find_element(
+        By.LINK_TEXT, "Download").get_attribute("href"))
     assert "/ui/api/storage/containers/ui-container/blobs/reports/hello.txt" in link
     body = driver.execute_async_script(
         "const done = arguments[1]; fetch(arguments[0]).then(r => r.text()).then(done)", link)
     assert body == "hello, cobalt\n"
     shots(driver, "container")
-    row.find_element(By.XPATH, ".//button[text()='Delete']").click()
+    # The page refreshes its list every few seconds: find the row again before clicking.
+    wait(driver).until(lambda d: d.find_element(
+        By.XPATH, "//tr[td[text()='reports/hello.txt']]//button[text()='Delete']").click() or True)
     wait(driver).until(EC.alert_is_present()).accept()
     wait(driver).until(lambda d: "No blobs." in text_of(d, "main"))
 
