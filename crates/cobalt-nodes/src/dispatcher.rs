@@ -105,6 +105,10 @@ const RECENT_TASKS: usize = 10;
 const QUICK_DEATH: Duration = Duration::from_secs(10);
 /// After this many failed starts in a row, a pool stops starting local agents.
 const MAX_SPAWN_FAILURES: u32 = 5;
+/// How long a busy turn waits for more events before it starts its work.
+const COALESCE: Duration = Duration::from_micros(500);
+/// A turn that handled this many inputs counts as busy.
+const BUSY_TURN: usize = 4;
 /// How stale a node's task counters (`runningTasksCount`…) may be in its saved record: a
 /// burst of tasks then saves node records a few times a second, not on every turn.
 const COUNTERS_FLUSH: Duration = Duration::from_millis(100);
@@ -228,6 +232,8 @@ struct Dispatcher {
     outcomes: HashMap<String, Vec<RunOutcome>>,
     /// Queued task runs the agents began, per account, to mark `running` (with the run).
     began: HashMap<String, Vec<(u64, RunStart)>>,
+    /// The last turn handled many inputs.
+    busy: bool,
     leaving: Vec<(Child, Instant)>,
     next_run: u64,
     files: HashMap<u64, (u64, std::sync::mpsc::Sender<Option<FileOutcome>>)>,
@@ -256,6 +262,7 @@ pub fn spawn(
         job_pool: HashMap::new(),
         outcomes: HashMap::new(),
         began: HashMap::new(),
+        busy: false,
         leaving: Vec::new(),
         next_run: 1,
         files: HashMap::new(),
@@ -288,14 +295,29 @@ impl Dispatcher {
         self.recover();
         loop {
             let mut stop = false;
+            let mut handled = 0usize;
             match rx.recv_timeout(self.idle_wait()) {
-                Ok(input) => stop |= self.handle(input),
+                Ok(input) => {
+                    stop |= self.handle(input);
+                    handled += 1;
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => stop = true,
             }
             while let Ok(input) = rx.try_recv() {
                 stop |= self.handle(input);
+                handled += 1;
             }
+            // Under load, let a moment's worth of events gather: a turn's transactions and
+            // queries then serve many runs instead of one or two.
+            if self.busy && !stop {
+                std::thread::sleep(COALESCE);
+                while let Ok(input) = rx.try_recv() {
+                    stop |= self.handle(input);
+                    handled += 1;
+                }
+            }
+            self.busy = handled >= BUSY_TURN;
             if stop {
                 self.stop_all();
                 return;
