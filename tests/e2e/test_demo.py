@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import re
 import string
 import subprocess
@@ -26,9 +27,9 @@ def top_words(text: str, n: int):
     return collections.Counter(words).most_common(n)
 
 
-def run_demo(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+def run_demo(*args: str, timeout: float = 60, env=None) -> subprocess.CompletedProcess:
     return subprocess.run([str(cobalt_binary()), "demo", *args], capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, env=env)
 
 
 def outputs(stdout: str):
@@ -85,6 +86,11 @@ def test_demo_against_a_running_server(cobalt_factory):
     result = run_demo("--batch-url", server.batch_url, "--blob-url", server.endpoint)
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(outputs(result.stdout)) == 3
+    # The same settings from the environment the CLI reads.
+    env = {**os.environ, "COBALT_BATCH_URL": server.batch_url, "COBALT_BLOB_URL": server.endpoint}
+    result = run_demo(env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(outputs(result.stdout)) == 3 and "Embedded" not in result.stdout
     # Its pool and job carry a unique suffix on a shared server, and are gone (or going).
     pools = json.loads(batch_request(server.batch_url, "GET", "/pools").body)["value"]
     assert all(p["state"] == "deleting" for p in pools), pools

@@ -51,7 +51,7 @@ pub struct DemoArgs {
     #[arg(long, env = "COBALT_BATCH_URL", requires = "blob_url")]
     pub batch_url: Option<String>,
     /// Use the Blob service at this account URL (e.g. http://127.0.0.1:10000/devstoreaccount1).
-    #[arg(long, requires = "batch_url")]
+    #[arg(long, env = "COBALT_BLOB_URL", requires = "batch_url")]
     pub blob_url: Option<String>,
     /// The Batch account.
     #[arg(long, env = "COBALT_ACCOUNT", default_value = DEV_BATCH_ACCOUNT)]
