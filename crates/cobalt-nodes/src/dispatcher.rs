@@ -1985,12 +1985,23 @@ impl Dispatcher {
         }
     }
 
-    /// The (job, task) keys of the account's task runs waiting in a node's queue.
+    /// The (job, task) keys of the account's task runs whose task is still `active` in the
+    /// store: waiting in a node's queue, or begun with the start not written yet (a failed
+    /// flush keeps it for the next turn).
     fn queued_tasks(&self, account: &str) -> HashSet<(String, String)> {
+        let unwritten: HashSet<u64> = self
+            .began
+            .get(account)
+            .map(|pending| pending.iter().map(|(run, _)| *run).collect())
+            .unwrap_or_default();
         self.runs
-            .values()
-            .filter(|r| r.kind == RunKind::Task && !r.began && r.pool.0 == account)
-            .map(|r| (id_key(&r.job), id_key(&r.task)))
+            .iter()
+            .filter(|(id, r)| {
+                r.kind == RunKind::Task
+                    && r.pool.0 == account
+                    && (!r.began || unwritten.contains(id))
+            })
+            .map(|(_, r)| (id_key(&r.job), id_key(&r.task)))
             .collect()
     }
 
