@@ -310,28 +310,34 @@ impl Batch {
         Ok(true)
     }
 
-    /// Marks tasks `running` on their nodes, in one transaction. Returns the tasks that were
-    /// still active (the others were terminated or deleted meanwhile) with their jobs.
+    /// Marks tasks `running` on their nodes, in one transaction. Returns the (job, task) id
+    /// keys of those that were still active (the others were terminated or deleted meanwhile).
     pub fn start_runs(
         &self,
         account: &str,
         starts: Vec<RunStart>,
-    ) -> BatchResult<Vec<(Job, Task)>> {
+    ) -> BatchResult<Vec<(String, String)>> {
         let _guard = self.lock();
         let now = Timestamp::now();
         let mut writes = Vec::new();
         let mut started = Vec::new();
-        let mut jobs: HashMap<String, Option<Job>> = HashMap::new();
+        // Whether each job is active, read once per call.
+        let mut active: HashMap<String, bool> = HashMap::new();
         for s in starts {
-            let job = match jobs.entry(id_key(&s.job_id)) {
-                std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
-                std::collections::hash_map::Entry::Vacant(e) => e
-                    .insert(self.load::<Job>(&jobs::scope(account), &s.job_id)?)
-                    .clone(),
+            let job_key = id_key(&s.job_id);
+            let job_active = match active.get(&job_key) {
+                Some(a) => *a,
+                None => {
+                    let a = self
+                        .load::<Job>(&jobs::scope(account), &s.job_id)?
+                        .is_some_and(|j| j.state == JobState::Active);
+                    active.insert(job_key.clone(), a);
+                    a
+                }
             };
-            let Some(job) = job.filter(|j| j.state == JobState::Active) else {
+            if !job_active {
                 continue;
-            };
+            }
             let Some(mut task) =
                 self.load::<Task>(&tasks::scope(account, &s.job_id), &s.task_id)?
             else {
@@ -344,8 +350,8 @@ impl Batch {
             let (e_tag, stamp) = touch(Some(&task.e_tag));
             task.e_tag = e_tag;
             task.last_modified = stamp;
-            writes.push(self.save_task(account, &job.id, &task)?);
-            started.push((job, task));
+            writes.push(self.save_task(account, &s.job_id, &task)?);
+            started.push((job_key, id_key(&task.spec.id)));
         }
         self.apply_deferred(&writes)?;
         Ok(started)

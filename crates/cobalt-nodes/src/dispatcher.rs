@@ -553,14 +553,8 @@ impl Dispatcher {
         if option == DisableJobOption::Wait {
             // Running tasks finish; those still waiting in a node's queue have not begun, and
             // stay active.
-            let queued: Vec<u64> = self
-                .job_runs(account, job)
-                .into_iter()
-                .filter(|r| self.runs.get(r).is_some_and(|r| !r.began))
-                .collect();
-            for run in queued {
-                self.kill_run(run);
-            }
+            let runs = self.job_runs(account, job);
+            self.withdraw(runs);
             return;
         }
         let runs = self.job_runs(account, job);
@@ -2080,10 +2074,7 @@ impl Dispatcher {
                 self.began.entry(account).or_default().extend(began);
                 continue;
             };
-            let started: HashSet<(String, String)> = started
-                .iter()
-                .map(|(job, task)| (id_key(&job.id), id_key(&task.spec.id)))
-                .collect();
+            let started: HashSet<(String, String)> = started.into_iter().collect();
             for (run, start) in began {
                 if !started.contains(&(id_key(&start.job_id), id_key(&start.task_id))) {
                     self.kill_run(run);
@@ -2095,24 +2086,26 @@ impl Dispatcher {
     /// Takes back the task runs waiting in a node's queue (not begun): their tasks are still
     /// `active`, and go to other nodes.
     fn withdraw_queued(&mut self, key: &PoolKey, id: &str) {
-        let queued: Vec<u64> = self
+        let runs: Vec<u64> = self
             .pools
             .get(key)
             .and_then(|p| p.nodes.get(id))
-            .map(|n| {
-                n.runs
-                    .iter()
-                    .copied()
-                    .filter(|r| {
-                        self.runs
-                            .get(r)
-                            .is_some_and(|r| r.kind == RunKind::Task && !r.began)
-                    })
-                    .collect()
-            })
+            .map(|n| n.runs.iter().copied().collect())
             .unwrap_or_default();
-        for run in queued {
-            self.kill_run(run);
+        self.withdraw(runs);
+    }
+
+    /// Takes back those of `runs` that are task runs not begun yet (their tasks are still
+    /// `active`, so nothing is written).
+    fn withdraw(&mut self, runs: Vec<u64>) {
+        for run in runs {
+            if self
+                .runs
+                .get(&run)
+                .is_some_and(|r| r.kind == RunKind::Task && !r.began)
+            {
+                self.kill_run(run);
+            }
         }
     }
 
