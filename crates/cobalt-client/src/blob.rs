@@ -244,43 +244,18 @@ impl BlobServiceClient {
         &self,
         prefix: Option<&str>,
     ) -> BoxStream<'static, Result<ContainerItem>> {
-        let inner = self.inner.clone();
-        let prefix = prefix.unwrap_or_default().to_owned();
-        paged(move |marker| {
-            let inner = inner.clone();
-            let prefix = prefix.clone();
-            async move {
-                let mut query = vec![("comp", "list".to_owned())];
-                if !prefix.is_empty() {
-                    query.push(("prefix", prefix));
-                }
-                if let Some(marker) = marker {
-                    query.push(("marker", marker));
-                }
-                let response = inner
-                    .send(
-                        Method::GET,
-                        None,
-                        None,
-                        &query,
-                        HeaderMap::new(),
-                        Bytes::new(),
-                    )
-                    .await?;
-                let page: EnumerationResults = inner.xml(response).await?;
-                let items = page
-                    .containers
-                    .map(|c| c.items)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|c| ContainerItem {
-                        name: c.name,
-                        last_modified: c.properties.last_modified.as_deref().and_then(http_date),
-                        etag: c.properties.etag.unwrap_or_default(),
-                    })
-                    .collect();
-                Ok((items, page.next_marker.filter(|m| !m.is_empty())))
-            }
+        let query = vec![("comp", "list".to_owned())];
+        self.inner.clone().list(None, query, prefix, |page| {
+            page.containers
+                .map(|c| c.items)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| ContainerItem {
+                    name: c.name,
+                    last_modified: c.properties.last_modified.as_deref().and_then(http_date),
+                    etag: c.properties.etag.unwrap_or_default(),
+                })
+                .collect()
         })
     }
 }
@@ -386,48 +361,22 @@ impl ContainerClient {
     /// The container's blobs whose names start with `prefix`, in name order, page by page as
     /// needed.
     pub fn list_blobs(&self, prefix: Option<&str>) -> BoxStream<'static, Result<BlobItem>> {
-        let inner = self.inner.clone();
-        let container = self.name.clone();
-        let prefix = prefix.unwrap_or_default().to_owned();
-        paged(move |marker| {
-            let inner = inner.clone();
-            let container = container.clone();
-            let prefix = prefix.clone();
-            async move {
-                let mut query = Self::container_query(&[("comp", "list".to_owned())]);
-                if !prefix.is_empty() {
-                    query.push(("prefix", prefix));
-                }
-                if let Some(marker) = marker {
-                    query.push(("marker", marker));
-                }
-                let response = inner
-                    .send(
-                        Method::GET,
-                        Some(&container),
-                        None,
-                        &query,
-                        HeaderMap::new(),
-                        Bytes::new(),
-                    )
-                    .await?;
-                let page: EnumerationResults = inner.xml(response).await?;
-                let items = page
-                    .blobs
-                    .map(|b| b.items)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|b| BlobItem {
-                        name: b.name,
-                        content_length: b.properties.content_length.unwrap_or(0),
-                        content_type: b.properties.content_type.filter(|t| !t.is_empty()),
-                        content_md5: b.properties.content_md5.filter(|m| !m.is_empty()),
-                        last_modified: b.properties.last_modified.as_deref().and_then(http_date),
-                        etag: b.properties.etag.unwrap_or_default(),
-                    })
-                    .collect();
-                Ok((items, page.next_marker.filter(|m| !m.is_empty())))
-            }
+        let query = Self::container_query(&[("comp", "list".to_owned())]);
+        let container = Some(self.name.clone());
+        self.inner.clone().list(container, query, prefix, |page| {
+            page.blobs
+                .map(|b| b.items)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|b| BlobItem {
+                    name: b.name,
+                    content_length: b.properties.content_length.unwrap_or(0),
+                    content_type: b.properties.content_type.filter(|t| !t.is_empty()),
+                    content_md5: b.properties.content_md5.filter(|m| !m.is_empty()),
+                    last_modified: b.properties.last_modified.as_deref().and_then(http_date),
+                    etag: b.properties.etag.unwrap_or_default(),
+                })
+                .collect()
         })
     }
 
@@ -801,6 +750,44 @@ impl Inner {
             return Ok(response);
         }
         Err(storage_error(response).await)
+    }
+
+    /// A List Containers (no `container`) or List Blobs operation, page by page: `query`
+    /// plus `prefix` and each page's marker; `items` picks a page's entries.
+    fn list<T: Send + 'static>(
+        self: Arc<Self>,
+        container: Option<String>,
+        query: Vec<(&'static str, String)>,
+        prefix: Option<&str>,
+        items: fn(EnumerationResults) -> Vec<T>,
+    ) -> BoxStream<'static, Result<T>> {
+        let prefix = prefix.unwrap_or_default().to_owned();
+        paged(move |marker| {
+            let inner = Arc::clone(&self);
+            let container = container.clone();
+            let mut query = query.clone();
+            if !prefix.is_empty() {
+                query.push(("prefix", prefix.clone()));
+            }
+            if let Some(marker) = marker {
+                query.push(("marker", marker));
+            }
+            async move {
+                let response = inner
+                    .send(
+                        Method::GET,
+                        container.as_deref(),
+                        None,
+                        &query,
+                        HeaderMap::new(),
+                        Bytes::new(),
+                    )
+                    .await?;
+                let page: EnumerationResults = inner.xml(response).await?;
+                let next = page.next_marker.clone().filter(|m| !m.is_empty());
+                Ok((items(page), next))
+            }
+        })
     }
 
     async fn xml<T: for<'de> Deserialize<'de>>(&self, response: Response) -> Result<T> {
