@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{Durability, Record, Scope, StateCount, Store, StoreError, StoreResult, Write};
@@ -65,6 +66,13 @@ const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
+const LIST_IN_STATE: &str = "SELECT key, state, result, body FROM records INDEXED BY records_by_state
+     WHERE account = ?1 AND kind = ?2 AND parent = ?3 AND state = ?4 AND key > ?5
+     ORDER BY key LIMIT ?6";
+const LIST_ALL: &str = "SELECT key, state, result, body FROM records
+     WHERE account = ?1 AND kind = ?2 AND parent = ?3 AND key > ?4
+     ORDER BY key LIMIT ?5";
+
 const READERS: usize = 4;
 /// Lists of at most this many records count as short reads.
 const SMALL_LIST: usize = 64;
@@ -89,6 +97,9 @@ fn open_connection(path: &Path) -> StoreResult<Connection> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     // 16 MiB of page cache per connection: hot task pages stay in process.
     conn.pragma_update(None, "cache_size", -16_384)?;
+    // Plans that do not depend on bound values: otherwise SQLite re-prepares a cached
+    // statement whose `LIMIT ?` (or range) parameter is bound again, on every call.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     Ok(conn)
 }
 
@@ -200,20 +211,12 @@ impl Store for SqliteStore {
         );
         let rows = match state {
             Some(state) => {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT key, state, result, body FROM records INDEXED BY records_by_state
-                     WHERE account = ?1 AND kind = ?2 AND parent = ?3 AND state = ?4 AND key > ?5
-                     ORDER BY key LIMIT ?6",
-                )?;
+                let mut stmt = conn.prepare_cached(LIST_IN_STATE)?;
                 stmt.query_map(params![base.0, base.1, base.2, state, after, limit], record)?
                     .collect::<rusqlite::Result<Vec<_>>>()?
             }
             None => {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT key, state, result, body FROM records
-                     WHERE account = ?1 AND kind = ?2 AND parent = ?3 AND key > ?4
-                     ORDER BY key LIMIT ?5",
-                )?;
+                let mut stmt = conn.prepare_cached(LIST_ALL)?;
                 stmt.query_map(params![base.0, base.1, base.2, after, limit], record)?
                     .collect::<rusqlite::Result<Vec<_>>>()?
             }
@@ -247,11 +250,11 @@ impl Store for SqliteStore {
         if durability == Durability::Deferred {
             // In WAL mode a NORMAL commit is not synced; the next FULL commit syncs the WAL,
             // and with it every frame before its own.
-            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn.prepare_cached("PRAGMA synchronous = NORMAL")?.execute([])?;
         }
         let result = commit(&mut conn, writes);
         if durability == Durability::Deferred {
-            conn.pragma_update(None, "synchronous", "FULL")?;
+            conn.prepare_cached("PRAGMA synchronous = FULL")?.execute([])?;
         }
         result
     }
@@ -299,6 +302,34 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("batch.db")).unwrap();
         crate::conformance::run(&store);
+    }
+
+    #[test]
+    fn list_statements_are_prepared_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("batch.db")).unwrap();
+        let scope = Scope::top("acct", crate::Kind::Pool);
+        let put = |key: &str| {
+            Write::Put(
+                scope.clone(),
+                Record {
+                    key: key.into(),
+                    state: "active".into(),
+                    result: String::new(),
+                    body: "{}".into(),
+                },
+            )
+        };
+        store.apply(&[put("a"), put("b"), put("c")]).unwrap();
+        for (after, limit) in [(None, 2), (Some("a"), 3), (Some("b"), 1)] {
+            store.list(&scope, after, Some("active"), limit).unwrap();
+            store.list(&scope, after, None, limit).unwrap();
+        }
+        let conn = store.small_read();
+        for sql in [LIST_IN_STATE, LIST_ALL] {
+            let stmt = conn.prepare_cached(sql).unwrap();
+            assert_eq!(stmt.get_status(rusqlite::StatementStatus::RePrepare), 0, "{sql}");
+        }
     }
 
     #[test]
