@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e_support import (EXTERNAL, KiB, MiB, CobaltServer,
+from e2e_support import (EXTERNAL, SERVER_SECRET, KiB, MiB, CobaltServer,
                          cobalt_binary, external_endpoint, sha256)
 
 
@@ -51,7 +51,7 @@ def cobalt_server(tmp_path_factory):
         yield None
         return
     base = tmp_path_factory.mktemp("cobalt-session")
-    server = CobaltServer(cobalt_binary(), base / "data", base)
+    server = CobaltServer(cobalt_binary(), base / "data", base, env={SERVER_SECRET: "not-for-tasks"})
     try:
         server.start(timeout=20)
         _server_logs.append(server.log_path)

@@ -77,6 +77,11 @@ def wait_for(probe, timeout: float = 10.0, interval: float = 0.1, what: str = "c
         time.sleep(interval)
 
 
+# A variable the session's server is started with: tasks must not see it (nor any other of
+# the server's variables beyond the machine's basics).
+SERVER_SECRET = "COBALT_E2E_SERVER_SECRET"
+
+
 class CobaltServer:
     """One Cobalt process on a data directory that outlives the process.
 

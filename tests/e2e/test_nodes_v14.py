@@ -34,8 +34,8 @@ from azure.batch.batch_auth import SharedKeyCredentials
 from azure.storage.blob import (BlobServiceClient, ContainerSasPermissions,
                                 generate_container_sas)
 
-from e2e_support import (ACCOUNT, BATCH_ACCOUNT, BATCH_KEY, KEY, CobaltServer, cobalt_binary,
-                         unique, wait_for)
+from e2e_support import (ACCOUNT, BATCH_ACCOUNT, BATCH_KEY, KEY, SERVER_SECRET, CobaltServer,
+                         cobalt_binary, unique, wait_for)
 
 VM_SIZE = "standard_d2s_v3"
 UTC = dt.timezone.utc
@@ -997,6 +997,10 @@ def test_task_environment_and_task_files(client, pool, node_id):
     assert env["JOB_VAR"] == "from-job"
     assert env["TASK_VAR"] == "from task"
     assert env["CLASH"] == "task"
+    # The machine's variables, but none of the server's or the agent's secrets.
+    assert env["PATH"] == os.environ["PATH"]
+    assert "COBALT_AGENT_TOKEN" not in env and "COBALT_AGENT_PARENT" not in env, env
+    assert SERVER_SECRET not in env, env
 
     files = {f.name: f for f in client.file.list_from_task(jid, "env", recursive=True)}
     assert {"stdout.txt", "stderr.txt", "wd", "wd/made", "wd/made/deeper",

@@ -31,7 +31,7 @@ from azure.batch.models._models import (  # not re-exported by 15.1.0
 from azure.storage.blob import (BlobServiceClient, ContainerSasPermissions,
                                 generate_container_sas)
 
-from e2e_support import ACCOUNT, BATCH_ACCOUNT, BATCH_KEY, KEY, unique, wait_for
+from e2e_support import ACCOUNT, BATCH_ACCOUNT, BATCH_KEY, KEY, SERVER_SECRET, unique, wait_for
 
 VM_SIZE = "standard_d2s_v3"
 UTC = dt.timezone.utc
@@ -629,6 +629,10 @@ def test_task_environment_and_files(client, pool, node_id):
     assert env["PWD_IS"] == env["AZ_BATCH_TASK_WORKING_DIR"]
     assert env["AZ_BATCH_NODE_SHARED_DIR"] == env["AZ_BATCH_NODE_ROOT_DIR"] + "/shared"
     assert (env["JOB_VAR"], env["TASK_VAR"]) == ("from-job", "from task")
+    # The machine's variables, but none of the server's or the agent's secrets.
+    assert env["PATH"] == os.environ["PATH"]
+    assert "COBALT_AGENT_TOKEN" not in env and "COBALT_AGENT_PARENT" not in env, env
+    assert SERVER_SECRET not in env, env
 
     files = {f.name: f for f in client.list_task_files(jid, "env", recursive=True)}
     assert {"stdout.txt", "stderr.txt", "wd", "wd/made", "wd/made/f.txt"} <= set(files), files

@@ -46,8 +46,8 @@ impl NodeDirs {
         safe_relative(rel).map(|p| self.root.join(p))
     }
 
-    /// The path variables of a run whose task directory is `task_dir`.
-    pub fn path_variables(&self, task_dir: &Path) -> Vec<(String, String)> {
+    /// The path variables of the node, the same for every run.
+    pub fn node_variables(&self) -> Vec<(String, String)> {
         let show = |p: PathBuf| p.to_string_lossy().into_owned();
         vec![
             ("AZ_BATCH_NODE_ROOT_DIR".into(), show(self.root.clone())),
@@ -63,17 +63,24 @@ impl NodeDirs {
                 "AZ_BATCH_NODE_MOUNTS_DIR".into(),
                 show(self.root.join(layout::MOUNTS)),
             ),
-            ("AZ_BATCH_TASK_DIR".into(), show(task_dir.to_owned())),
-            (
-                "AZ_BATCH_TASK_WORKING_DIR".into(),
-                show(task_dir.join(layout::WD)),
-            ),
-            (
-                "AZ_BATCH_CERTIFICATES_DIR".into(),
-                show(task_dir.join("certs")),
-            ),
         ]
     }
+}
+
+/// The path variables of a run whose task directory is `task_dir`, beyond the node's.
+pub fn task_variables(task_dir: &Path) -> [(String, String); 3] {
+    let show = |p: PathBuf| p.to_string_lossy().into_owned();
+    [
+        ("AZ_BATCH_TASK_DIR".into(), show(task_dir.to_owned())),
+        (
+            "AZ_BATCH_TASK_WORKING_DIR".into(),
+            show(task_dir.join(layout::WD)),
+        ),
+        (
+            "AZ_BATCH_CERTIFICATES_DIR".into(),
+            show(task_dir.join("certs")),
+        ),
+    ]
 }
 
 /// `rel` as a relative path with no `..`, no root and no `.` components; None when it is
@@ -136,7 +143,8 @@ mod tests {
         assert_eq!(mode & 0o7777, 0o1777);
         assert!(dirs.root.join("startup").is_dir() && dirs.root.join("workitems").is_dir());
         let task = dirs.resolve("workitems/j/job-1/t").unwrap();
-        let vars = dirs.path_variables(&task);
+        let mut vars = dirs.node_variables();
+        vars.extend(task_variables(&task));
         let get = |name: &str| &vars.iter().find(|(k, _)| k == name).unwrap().1;
         assert_eq!(
             get("AZ_BATCH_TASK_WORKING_DIR"),

@@ -25,9 +25,11 @@ pub(crate) struct RunContext {
     pub dirs: Arc<NodeDirs>,
     pub http: reqwest::Client,
     pub identity: Identity,
-    /// Every task's environment before its own variables: the agent's, then the node's
-    /// (`Welcome.environment`).
+    /// Every task's environment before its own variables: the agent's variables that tasks
+    /// inherit ([`cobalt_proto::inherited_by_tasks`]), then the node's (`Welcome.environment`).
     pub base_env: Vec<(OsString, OsString)>,
+    /// The node's path variables (`AZ_BATCH_NODE_*_DIR`), which a run's settings do not override.
+    pub node_env: Vec<(OsString, OsString)>,
     pub events: mpsc::UnboundedSender<Event>,
 }
 
@@ -411,11 +413,16 @@ fn environment(ctx: &RunContext, a: &Assignment, task_dir: &Path) -> Vec<(OsStri
             ),
         ]
     });
-    let own = run
-        .chain(ctx.dirs.path_variables(task_dir))
-        .chain(prep)
-        .map(|(k, v)| (OsString::from(k), OsString::from(v)));
-    ctx.base_env.iter().cloned().chain(own).collect()
+    let mut env = ctx.base_env.clone();
+    env.extend(run.map(|(k, v)| (k.into(), v.into())));
+    env.extend(ctx.node_env.iter().cloned());
+    env.extend(
+        crate::node::task_variables(task_dir)
+            .into_iter()
+            .chain(prep)
+            .map(|(k, v)| (k.into(), v.into())),
+    );
+    env
 }
 
 /// Waits for the process, killing its group when the wall clock runs out or when asked to.

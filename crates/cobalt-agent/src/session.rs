@@ -239,12 +239,19 @@ impl Agent {
                 http: self.http.clone(),
                 identity: self.identity,
                 base_env: std::env::vars_os()
+                    .filter(|(name, _)| name.to_str().is_some_and(cobalt_proto::inherited_by_tasks))
                     .chain(
                         welcome
                             .environment
                             .into_iter()
                             .map(|(k, v)| (k.into(), v.into())),
                     )
+                    .collect(),
+                node_env: self
+                    .dirs
+                    .node_variables()
+                    .into_iter()
+                    .map(|(k, v)| (k.into(), v.into()))
                     .collect(),
                 events: self.events_tx.clone(),
             }),

@@ -67,6 +67,16 @@ pub fn start(agent: &LocalAgent<'_>) -> std::io::Result<Child> {
         .arg(agent.node)
         .arg("--node-root")
         .arg(agent.root)
+        // The agent (and through it every task) gets none of the server's secrets: only the
+        // variables tasks inherit, and the agent's own logging settings.
+        .env_clear()
+        .envs(std::env::vars_os().filter(|(name, _)| {
+            name.to_str().is_some_and(|name| {
+                cobalt_proto::inherited_by_tasks(name)
+                    || name == "RUST_LOG"
+                    || name == "RUST_BACKTRACE"
+            })
+        }))
         .env("COBALT_AGENT_TOKEN", token)
         .env("COBALT_AGENT_PARENT", std::process::id().to_string())
         .stdin(Stdio::null())

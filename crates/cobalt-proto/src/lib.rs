@@ -325,6 +325,37 @@ pub enum FileOutcome {
     },
 }
 
+/// Whether a task gets the variable `name` from its agent's environment. Tasks start from a
+/// defined environment, as on Azure, not from whatever the server or agent process holds
+/// (which may be secrets: the agent's token, an account key): the few variables a program
+/// expects of its machine (`PATH`, `HOME`, the user, locale and time zone, the temporary
+/// directory, proxies and CA certificates), then the `AZ_BATCH_*` variables and the job's and
+/// task's environment settings. The server starts its local agents with these variables only.
+pub fn inherited_by_tasks(name: &str) -> bool {
+    const NAMES: &[&str] = &[
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TMPDIR",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "all_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "ALL_PROXY",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+    ];
+    NAMES.contains(&name) || name.starts_with("LC_")
+}
+
 /// The node directory layout (Azure's, batch-rest.md §11), relative to the node root.
 pub mod layout {
     /// Files shared by every task of the node (`AZ_BATCH_NODE_SHARED_DIR`).
@@ -352,6 +383,32 @@ pub mod layout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tasks_inherit_the_machine_variables_only() {
+        for name in [
+            "PATH",
+            "HOME",
+            "LANG",
+            "LC_ALL",
+            "TZ",
+            "https_proxy",
+            "SSL_CERT_FILE",
+        ] {
+            assert!(inherited_by_tasks(name), "{name}");
+        }
+        for name in [
+            "COBALT_AGENT_TOKEN",
+            "COBALT_AGENT_PARENT",
+            "COBALT_KEY",
+            "AZURE_STORAGE_CONNECTION_STRING",
+            "RUST_LOG",
+            "path",
+            "",
+        ] {
+            assert!(!inherited_by_tasks(name), "{name}");
+        }
+    }
     use cobalt_model::DEV_ACCOUNT_KEY;
 
     #[test]

@@ -66,7 +66,8 @@ const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
-const LIST_IN_STATE: &str = "SELECT key, state, result, body FROM records INDEXED BY records_by_state
+const LIST_IN_STATE: &str =
+    "SELECT key, state, result, body FROM records INDEXED BY records_by_state
      WHERE account = ?1 AND kind = ?2 AND parent = ?3 AND state = ?4 AND key > ?5
      ORDER BY key LIMIT ?6";
 const LIST_ALL: &str = "SELECT key, state, result, body FROM records
@@ -250,11 +251,13 @@ impl Store for SqliteStore {
         if durability == Durability::Deferred {
             // In WAL mode a NORMAL commit is not synced; the next FULL commit syncs the WAL,
             // and with it every frame before its own.
-            conn.prepare_cached("PRAGMA synchronous = NORMAL")?.execute([])?;
+            conn.prepare_cached("PRAGMA synchronous = NORMAL")?
+                .execute([])?;
         }
         let result = commit(&mut conn, writes);
         if durability == Durability::Deferred {
-            conn.prepare_cached("PRAGMA synchronous = FULL")?.execute([])?;
+            conn.prepare_cached("PRAGMA synchronous = FULL")?
+                .execute([])?;
         }
         result
     }
@@ -328,7 +331,11 @@ mod tests {
         let conn = store.small_read();
         for sql in [LIST_IN_STATE, LIST_ALL] {
             let stmt = conn.prepare_cached(sql).unwrap();
-            assert_eq!(stmt.get_status(rusqlite::StatementStatus::RePrepare), 0, "{sql}");
+            assert_eq!(
+                stmt.get_status(rusqlite::StatementStatus::RePrepare),
+                0,
+                "{sql}"
+            );
         }
     }
 
