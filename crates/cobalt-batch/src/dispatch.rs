@@ -10,7 +10,7 @@ use cobalt_model::batch::{
     DependencyAction, ErrorCategory, ExitOptions, FailureInfo, Job, JobAction, JobState, NodeInfo,
     OnTaskFailure, Task, TaskResult, TaskState, Timestamp, id_key,
 };
-use cobalt_store::Kind;
+use cobalt_store::{Durability, Kind};
 
 use crate::error::BatchResult;
 use crate::jobs;
@@ -213,6 +213,8 @@ impl Batch {
         limit: usize,
         queued: &HashSet<(String, String)>,
     ) -> BatchResult<Vec<RunnableJob>> {
+        // Copies of the tasks found are cached for `start_runs` if nothing is written meanwhile.
+        let seen = self.generation();
         let mut out = Vec::new();
         let mut left = limit;
         for job in jobs {
@@ -239,6 +241,7 @@ impl Batch {
                 continue;
             }
             let tasks = self.runnable_tasks(account, job, allowance, queued)?;
+            self.cache_tasks(seen, account, &job.id, &tasks);
             left -= tasks.len();
             if !tasks.is_empty() {
                 out.push(RunnableJob {
@@ -321,6 +324,7 @@ impl Batch {
         let now = Timestamp::now();
         let mut writes = Vec::new();
         let mut started = Vec::new();
+        let mut keep = Vec::new();
         // Whether each job is active, read once per call.
         let mut active: HashMap<String, bool> = HashMap::new();
         for s in starts {
@@ -338,9 +342,7 @@ impl Batch {
             if !job_active {
                 continue;
             }
-            let Some(mut task) =
-                self.load::<Task>(&tasks::scope(account, &s.job_id), &s.task_id)?
-            else {
+            let Some(mut task) = self.task_to_write(account, &s.job_id, &s.task_id)? else {
                 continue;
             };
             if task.state != TaskState::Active {
@@ -351,10 +353,26 @@ impl Batch {
             task.e_tag = e_tag;
             task.last_modified = stamp;
             writes.push(self.save_task(account, &s.job_id, &task)?);
-            started.push((job_key, id_key(&task.spec.id)));
+            let task_key = id_key(&task.spec.id);
+            started.push((job_key.clone(), task_key.clone()));
+            // Its run's end writes it again.
+            keep.push(((account.to_owned(), job_key, task_key), task));
         }
-        self.apply_deferred(&writes)?;
+        self.commit(&writes, Durability::Deferred, keep)?;
         Ok(started)
+    }
+
+    /// A task the dispatcher is about to write: its cached copy, else the stored one.
+    fn task_to_write(
+        &self,
+        account: &str,
+        job_id: &str,
+        task_id: &str,
+    ) -> BatchResult<Option<Task>> {
+        match self.take_cached_task(account, job_id, task_id) {
+            Some(task) => Ok(Some(task)),
+            None => self.load::<Task>(&tasks::scope(account, job_id), task_id),
+        }
     }
 
     /// Records how runs ended, in one transaction: completion or retry, exit conditions and
@@ -372,8 +390,7 @@ impl Batch {
         let mut touched_jobs = Vec::new();
         let mut job_cache: HashMap<String, Option<Job>> = HashMap::new();
         for o in outcomes {
-            let scope = tasks::scope(account, &o.job_id);
-            let mut task = self.load::<Task>(&scope, &o.task_id)?;
+            let mut task = self.task_to_write(account, &o.job_id, &o.task_id)?;
             // A run that began and ended before its start was written: start it here.
             if let (Some(t), Some(node_info)) = (task.as_mut(), &o.began)
                 && t.state == TaskState::Active

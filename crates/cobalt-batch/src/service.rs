@@ -1,12 +1,12 @@
 //! The [`Batch`] service object, conditional requests and paging.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use chrono::{DateTime, Utc};
-use cobalt_model::batch::{Timestamp, etag_after, id_key};
-use cobalt_store::{Kind, Record, Scope, Store, StoreError, Write};
+use cobalt_model::batch::{Task, Timestamp, etag_after, id_key};
+use cobalt_store::{Durability, Kind, Record, Scope, Store, StoreError, Write};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -101,6 +101,58 @@ pub struct Batch {
     /// Bumped after every committed write: watchers (the dashboard) compare it to see whether
     /// anything changed.
     generation: AtomicU64,
+    /// Decoded copies of tasks the dispatcher is about to write again.
+    task_cache: Mutex<TaskCache>,
+}
+
+/// A task's place: (account, job key, task key).
+pub(crate) type TaskKey = (String, String, String);
+
+/// Decoded copies of the tasks the dispatcher is about to write again (those it found runnable,
+/// those it started), so that starting and finishing a run need neither read nor decode its
+/// task. A copy is only ever what the store holds: every committed write of a task drops the
+/// task's copy, under the same lock as the generation bump (see [`Batch::commit`]).
+#[derive(Debug, Default)]
+struct TaskCache {
+    tasks: HashMap<TaskKey, Task>,
+}
+
+impl TaskCache {
+    /// At most this many copies (runs in flight are far fewer; the rest are tasks found
+    /// runnable that were not placed).
+    const MAX: usize = 4096;
+
+    fn forget(&mut self, writes: &[Write]) {
+        if self.tasks.is_empty() {
+            return;
+        }
+        for write in writes {
+            match write {
+                Write::Put(s, r) if s.kind == Kind::Task => {
+                    self.tasks
+                        .remove(&(s.account.clone(), s.parent.clone(), r.key.clone()));
+                }
+                Write::Delete(s, key) if s.kind == Kind::Task => {
+                    self.tasks
+                        .remove(&(s.account.clone(), s.parent.clone(), key.clone()));
+                }
+                Write::DeleteAll(s) if s.kind == Kind::Task => {
+                    self.tasks
+                        .retain(|(account, job, _), _| *account != s.account || *job != s.parent);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn keep(&mut self, tasks: impl IntoIterator<Item = (TaskKey, Task)>) {
+        for (key, task) in tasks {
+            if self.tasks.len() >= Self::MAX {
+                self.tasks.clear();
+            }
+            self.tasks.insert(key, task);
+        }
+    }
 }
 
 impl Batch {
@@ -112,6 +164,7 @@ impl Batch {
             attention: Mutex::new(HashSet::new()),
             observer: RwLock::new(None),
             generation: AtomicU64::new(0),
+            task_cache: Mutex::new(TaskCache::default()),
         };
         for account in accounts {
             batch.recover(account)?;
@@ -130,8 +183,42 @@ impl Batch {
         self.generation.load(Ordering::Acquire)
     }
 
-    fn bump(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
+    fn task_cache(&self) -> MutexGuard<'_, TaskCache> {
+        self.task_cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes the cached copy of a task, if there is one (see [`TaskCache`]).
+    pub(crate) fn take_cached_task(
+        &self,
+        account: &str,
+        job_id: &str,
+        task_id: &str,
+    ) -> Option<Task> {
+        let key = (account.to_owned(), id_key(job_id), id_key(task_id));
+        self.task_cache().tasks.remove(&key)
+    }
+
+    /// Caches copies of `tasks` of `job_id`, read from the store after [`Batch::generation`]
+    /// read `seen`: only if nothing was written since (else a copy could be older than a
+    /// write that already dropped it).
+    pub(crate) fn cache_tasks<'a>(
+        &self,
+        seen: u64,
+        account: &str,
+        job_id: &str,
+        tasks: impl IntoIterator<Item = &'a Task>,
+    ) {
+        let mut cache = self.task_cache();
+        if self.generation() != seen {
+            return;
+        }
+        let job = id_key(job_id);
+        cache.keep(tasks.into_iter().map(|t| {
+            (
+                (account.to_owned(), job.clone(), id_key(&t.spec.id)),
+                t.clone(),
+            )
+        }));
     }
 
     pub(crate) fn notify(&self, change: Change) {
@@ -253,17 +340,30 @@ impl Batch {
     }
 
     pub(crate) fn apply(&self, writes: &[Write]) -> BatchResult<()> {
-        self.store.apply(writes)?;
-        self.bump();
-        Ok(())
+        self.commit(writes, Durability::Durable, Vec::new())
     }
 
     /// Applies state the service can rebuild after a crash (runs starting, node records)
     /// without a flush of its own: it reaches the disk with the next durable write.
     pub(crate) fn apply_deferred(&self, writes: &[Write]) -> BatchResult<()> {
-        self.store
-            .apply_with(writes, cobalt_store::Durability::Deferred)?;
-        self.bump();
+        self.commit(writes, Durability::Deferred, Vec::new())
+    }
+
+    /// Every write goes through here: the transaction, then (under the task cache's lock) the
+    /// written tasks' copies dropped, `keep` (copies of tasks as this transaction wrote them)
+    /// cached, and the generation bumped.
+    pub(crate) fn commit(
+        &self,
+        writes: &[Write],
+        durability: Durability,
+        keep: Vec<(TaskKey, Task)>,
+    ) -> BatchResult<()> {
+        let result = self.store.apply_with(writes, durability);
+        let mut cache = self.task_cache();
+        cache.forget(writes);
+        result?;
+        cache.keep(keep);
+        self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 }

@@ -309,3 +309,109 @@ fn a_job_past_its_wall_clock_time_terminates() {
         (JobState::Completed, Some("MaxWallClockTimeExpiry"))
     );
 }
+
+#[test]
+fn runs_write_over_what_the_store_holds_not_over_older_copies() {
+    use std::collections::HashSet;
+
+    use cobalt_model::batch::{NodeInfo, TaskResult, Timestamp};
+
+    use crate::{RunFate, RunOutcome, RunStart};
+
+    let (b, _d) = batch();
+    b.add_job(A, json!({"id": "j", "poolInfo": {"poolId": "p"}}))
+        .unwrap();
+    for id in ["t1", "t2"] {
+        b.add_task(A, "j", json!({"id": id, "commandLine": "x"}))
+            .unwrap();
+    }
+    let node = NodeInfo {
+        node_id: Some("n".into()),
+        ..NodeInfo::default()
+    };
+    let start = |id: &str| RunStart {
+        job_id: "j".into(),
+        task_id: id.into(),
+        node_info: node.clone(),
+    };
+    let outcome = |id: &str, exit_code| RunOutcome {
+        job_id: "j".into(),
+        task_id: id.into(),
+        node_id: "n".into(),
+        start_time: Some(Timestamp::now()),
+        end_time: Timestamp::now(),
+        exit_code: Some(exit_code),
+        failure_info: None,
+        pre_processing_error: false,
+        file_upload_error: false,
+        began: None,
+    };
+    let jobs = b.pool_jobs(A, "p").unwrap();
+    let found = b.runnable(A, &jobs, 10, &HashSet::new()).unwrap();
+    assert_eq!(found[0].tasks.len(), 2);
+
+    // t1 changes between being found runnable and starting: its start and end build on the
+    // change (3 retries), so a failure is retried.
+    b.update_task(
+        A,
+        "j",
+        "t1",
+        json!({"constraints": {"maxTaskRetryCount": 3}}),
+        &no(),
+    )
+    .unwrap();
+    // t2 is terminated while it runs: its end is stale.
+    let started = b.start_runs(A, vec![start("t1"), start("t2")]).unwrap();
+    assert_eq!(started.len(), 2);
+    b.terminate_task(A, "j", "t2", &no()).unwrap();
+    let fates = b
+        .finish_runs(A, vec![outcome("t1", 1), outcome("t2", 0)])
+        .unwrap();
+    assert_eq!(fates, vec![RunFate::Retried, RunFate::Ignored]);
+    let t1 = b.get_task(A, "j", "t1", &no()).unwrap();
+    assert_eq!(
+        (t1.state, t1.execution_info.retry_count),
+        (TaskState::Active, 1)
+    );
+    let t2 = b.get_task(A, "j", "t2", &no()).unwrap();
+    assert_eq!(t2.state, TaskState::Completed);
+    assert_ne!(t2.execution_info.result, Some(TaskResult::Success));
+
+    // Found, started and ended with nothing in between: the copies carry it through.
+    let jobs = b.pool_jobs(A, "p").unwrap();
+    let found = b.runnable(A, &jobs, 10, &HashSet::new()).unwrap();
+    assert_eq!(found[0].tasks[0].spec.id, "t1");
+    b.start_runs(A, vec![start("t1")]).unwrap();
+    assert_eq!(
+        b.get_task(A, "j", "t1", &no()).unwrap().state,
+        TaskState::Running
+    );
+    let fates = b.finish_runs(A, vec![outcome("t1", 0)]).unwrap();
+    assert_eq!(fates, vec![RunFate::Completed(TaskResult::Success)]);
+    let t1 = b.get_task(A, "j", "t1", &no()).unwrap();
+    assert_eq!(
+        (t1.state, t1.execution_info.retry_count),
+        (TaskState::Completed, 1)
+    );
+}
+
+#[test]
+fn a_copy_read_before_a_write_is_not_cached() {
+    let (b, _d) = batch();
+    b.add_job(A, json!({"id": "j", "poolInfo": {"poolId": "p"}}))
+        .unwrap();
+    b.add_task(A, "j", json!({"id": "t", "commandLine": "x"}))
+        .unwrap();
+    let seen = b.generation();
+    let task = b.get_task(A, "j", "t", &no()).unwrap();
+    b.cache_tasks(seen, A, "j", [&task]);
+    assert!(b.take_cached_task(A, "j", "t").is_some());
+    assert!(b.take_cached_task(A, "j", "t").is_none(), "taken");
+
+    let seen = b.generation();
+    let task = b.get_task(A, "j", "t", &no()).unwrap();
+    b.add_task(A, "j", json!({"id": "other", "commandLine": "x"}))
+        .unwrap();
+    b.cache_tasks(seen, A, "j", [&task]);
+    assert!(b.take_cached_task(A, "j", "t").is_none());
+}
