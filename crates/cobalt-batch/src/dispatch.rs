@@ -10,11 +10,11 @@ use cobalt_model::batch::{
     DependencyAction, ErrorCategory, ExitOptions, FailureInfo, Job, JobAction, JobState, NodeInfo,
     OnTaskFailure, Task, TaskResult, TaskState, Timestamp, id_key,
 };
-use cobalt_store::{Durability, Kind};
+use cobalt_store::{Durability, Kind, Write};
 
 use crate::error::BatchResult;
 use crate::jobs;
-use crate::service::{Batch, Change, PageRequest, touch};
+use crate::service::{Batch, Change, PageRequest, TaskKey, touch};
 use crate::tasks;
 
 /// A task about to run on a node.
@@ -53,6 +53,24 @@ pub struct RunOutcome {
     /// ended before the dispatcher flushed its start): the task goes from `active` straight
     /// through `running` to its end, in one write.
     pub began: Option<NodeInfo>,
+}
+
+/// What [`Batch::record_runs`] did.
+#[derive(Clone, Debug, Default)]
+pub struct RunsRecorded {
+    /// The (job, task) id keys of the runs started (the others' tasks were no longer active:
+    /// terminated, deleted, their job stopped).
+    pub started: Vec<(String, String)>,
+    /// What became of each outcome's task, in order.
+    pub fates: Vec<RunFate>,
+}
+
+/// The writes of ended runs, and what follows once they are committed.
+#[derive(Default)]
+struct Finished {
+    fates: Vec<RunFate>,
+    job_actions: Vec<(String, JobAction)>,
+    touched_jobs: Vec<String>,
 }
 
 /// What became of a run's task.
@@ -320,11 +338,68 @@ impl Batch {
         account: &str,
         starts: Vec<RunStart>,
     ) -> BatchResult<Vec<(String, String)>> {
+        Ok(self.record_runs(account, starts, Vec::new())?.started)
+    }
+
+    /// Records how runs ended, in one transaction: completion or retry, exit conditions and
+    /// job actions. Stale runs (the task is no longer running on that node) are ignored.
+    pub fn finish_runs(
+        &self,
+        account: &str,
+        outcomes: Vec<RunOutcome>,
+    ) -> BatchResult<Vec<RunFate>> {
+        Ok(self.record_runs(account, Vec::new(), outcomes)?.fates)
+    }
+
+    /// [`Batch::start_runs`] and [`Batch::finish_runs`] in one transaction (deferred when it
+    /// only starts runs: a start is rebuilt after a crash; durable when a run ended). A run is
+    /// either started or finished in one call, not both (an outcome's `began` covers that).
+    pub fn record_runs(
+        &self,
+        account: &str,
+        starts: Vec<RunStart>,
+        outcomes: Vec<RunOutcome>,
+    ) -> BatchResult<RunsRecorded> {
         let _guard = self.lock();
         let now = Timestamp::now();
         let mut writes = Vec::new();
-        let mut started = Vec::new();
         let mut keep = Vec::new();
+        let started = self.start_writes(account, starts, now, &mut writes, &mut keep)?;
+        let durability = if outcomes.is_empty() {
+            Durability::Deferred
+        } else {
+            Durability::Durable
+        };
+        let finished = self.finish_writes(account, outcomes, now, &mut writes)?;
+        self.commit(&writes, durability, keep)?;
+        for (job_id, action) in finished.job_actions {
+            self.apply_job_action(account, &job_id, action, now)?;
+        }
+        for job in finished.touched_jobs {
+            self.attend(account, Kind::Job, &id_key(&job));
+            // Dependents may have become runnable.
+            self.notify(Change::Tasks {
+                account: account.to_owned(),
+                job,
+            });
+        }
+        Ok(RunsRecorded {
+            started,
+            fates: finished.fates,
+        })
+    }
+
+    /// The writes that mark tasks `running`, and copies of them to cache (their runs' ends
+    /// write them again).
+    fn start_writes(
+        &self,
+        account: &str,
+        starts: Vec<RunStart>,
+        now: Timestamp,
+        writes: &mut Vec<Write>,
+        keep: &mut Vec<(TaskKey, Task)>,
+    ) -> BatchResult<Vec<(String, String)>> {
+        let mut started = Vec::new();
         // Whether each job is active, read once per call.
         let mut active: HashMap<String, bool> = HashMap::new();
         for s in starts {
@@ -355,10 +430,8 @@ impl Batch {
             writes.push(self.save_task(account, &s.job_id, &task)?);
             let task_key = id_key(&task.spec.id);
             started.push((job_key.clone(), task_key.clone()));
-            // Its run's end writes it again.
             keep.push(((account.to_owned(), job_key, task_key), task));
         }
-        self.commit(&writes, Durability::Deferred, keep)?;
         Ok(started)
     }
 
@@ -375,19 +448,15 @@ impl Batch {
         }
     }
 
-    /// Records how runs ended, in one transaction: completion or retry, exit conditions and
-    /// job actions. Stale runs (the task is no longer running on that node) are ignored.
-    pub fn finish_runs(
+    /// The writes that record how runs ended, and what follows from them once committed.
+    fn finish_writes(
         &self,
         account: &str,
         outcomes: Vec<RunOutcome>,
-    ) -> BatchResult<Vec<RunFate>> {
-        let _guard = self.lock();
-        let now = Timestamp::now();
-        let mut writes = Vec::new();
-        let mut fates = Vec::new();
-        let mut job_actions: Vec<(String, JobAction)> = Vec::new();
-        let mut touched_jobs = Vec::new();
+        now: Timestamp,
+        writes: &mut Vec<Write>,
+    ) -> BatchResult<Finished> {
+        let mut finished = Finished::default();
         let mut job_cache: HashMap<String, Option<Job>> = HashMap::new();
         for o in outcomes {
             let mut task = self.task_to_write(account, &o.job_id, &o.task_id)?;
@@ -402,7 +471,7 @@ impl Batch {
                     && t.node_info.as_ref().and_then(|n| n.node_id.as_deref())
                         == Some(o.node_id.as_str())
             }) else {
-                fates.push(RunFate::Ignored);
+                finished.fates.push(RunFate::Ignored);
                 continue;
             };
             let fate = self.apply_outcome(&mut task, &o, now);
@@ -422,27 +491,15 @@ impl Batch {
                         .job_action
                         .filter(|a| *a != JobAction::None)
                 {
-                    job_actions.push((o.job_id.clone(), action));
+                    finished.job_actions.push((o.job_id.clone(), action));
                 }
-                touched_jobs.push(o.job_id.clone());
+                finished.touched_jobs.push(o.job_id.clone());
             }
-            fates.push(fate);
+            finished.fates.push(fate);
         }
-        self.apply(&writes)?;
-        for (job_id, action) in job_actions {
-            self.apply_job_action(account, &job_id, action, now)?;
-        }
-        touched_jobs.sort();
-        touched_jobs.dedup();
-        for job in touched_jobs {
-            self.attend(account, Kind::Job, &id_key(&job));
-            // Dependents may have become runnable.
-            self.notify(Change::Tasks {
-                account: account.to_owned(),
-                job,
-            });
-        }
-        Ok(fates)
+        finished.touched_jobs.sort();
+        finished.touched_jobs.dedup();
+        Ok(finished)
     }
 
     fn apply_outcome(&self, task: &mut Task, o: &RunOutcome, now: Timestamp) -> RunFate {

@@ -22,7 +22,9 @@ mod tasks;
 mod validate;
 
 pub use cobalt_store::StateCount;
-pub use dispatch::{FILE_UPLOAD_CODE, RunFate, RunOutcome, RunStart, RunnableJob, exit_options};
+pub use dispatch::{
+    FILE_UPLOAD_CODE, RunFate, RunOutcome, RunStart, RunnableJob, RunsRecorded, exit_options,
+};
 pub use error::{BatchError, BatchResult, ErrorCode};
 pub use jobs::JobUpdate;
 pub use pools::{PoolPatch, PoolResize};

@@ -322,8 +322,7 @@ impl Dispatcher {
                 self.stop_all();
                 return;
             }
-            self.flush_began();
-            self.flush_outcomes();
+            self.flush_runs();
             self.clean_expired();
             self.schedule_all();
             self.reap();
@@ -1801,20 +1800,6 @@ impl Dispatcher {
         }
     }
 
-    fn flush_outcomes(&mut self) {
-        for (account, outcomes) in std::mem::take(&mut self.outcomes) {
-            // On a store error the outcomes are kept and tried again next turn, so no task is
-            // left `running` without a run behind it.
-            if log_err(
-                "recording finished tasks",
-                self.batch.finish_runs(&account, outcomes.clone()),
-            )
-            .is_none()
-            {
-                self.outcomes.entry(account).or_default().extend(outcomes);
-            }
-        }
-    }
     fn schedule_all(&mut self) {
         let keys: Vec<PoolKey> = self
             .pools
@@ -2061,20 +2046,32 @@ impl Dispatcher {
         }
     }
 
-    /// Marks the tasks of begun runs `running` (one deferred transaction per account). A run
-    /// whose task is no longer active (terminated, deleted, its job stopped) is killed.
-    fn flush_began(&mut self) {
-        for (account, began) in std::mem::take(&mut self.began) {
+    /// Records the turn's begun runs (their tasks go `running`) and ended runs, in one
+    /// transaction per account. A begun run whose task is no longer active (terminated,
+    /// deleted, its job stopped) is killed. On a store error both are kept and tried again next
+    /// turn, so that no task stays `active` while it runs or `running` with no run behind it.
+    fn flush_runs(&mut self) {
+        let mut accounts: Vec<String> = self.began.keys().cloned().collect();
+        accounts.extend(self.outcomes.keys().cloned());
+        accounts.sort();
+        accounts.dedup();
+        for account in accounts {
+            let began = self.began.remove(&account).unwrap_or_default();
+            let outcomes = self.outcomes.remove(&account).unwrap_or_default();
             let starts: Vec<RunStart> = began.iter().map(|(_, s)| s.clone()).collect();
-            let Some(started) = log_err(
-                "marking tasks running",
-                self.batch.start_runs(&account, starts),
+            let Some(recorded) = log_err(
+                "recording task runs",
+                self.batch.record_runs(&account, starts, outcomes.clone()),
             ) else {
-                // Tried again next turn: a task must not stay `active` while it runs.
-                self.began.entry(account).or_default().extend(began);
+                if !began.is_empty() {
+                    self.began.entry(account.clone()).or_default().extend(began);
+                }
+                if !outcomes.is_empty() {
+                    self.outcomes.entry(account).or_default().extend(outcomes);
+                }
                 continue;
             };
-            let started: HashSet<(String, String)> = started.into_iter().collect();
+            let started: HashSet<(String, String)> = recorded.started.into_iter().collect();
             for (run, start) in began {
                 if !started.contains(&(id_key(&start.job_id), id_key(&start.task_id))) {
                     self.kill_run(run);
