@@ -127,7 +127,8 @@ def payloads():
 def tutorial_server():
     """A private server whose nodes can run the tutorial: its data directory is reachable by
     the unprivileged user nonadmin tasks run as, `python` on the nodes' PATH is
-    .venv/node-python, and the task script learns the blob endpoint from the environment."""
+    .venv/node-python, and the task script learns the blob endpoint from its environment
+    (`--node-env`: the server's own environment does not reach tasks)."""
     if EXTERNAL:
         pytest.skip("needs our own server process (COBALT_BLOB_ENDPOINT is set)")
     import tempfile
@@ -135,11 +136,10 @@ def tutorial_server():
     root = Path(tempfile.mkdtemp(prefix="cobalt-tutorial-"))
     root.chmod(0o755)
     blob_port = free_port()
-    env = {
-        "PATH": f"{node_python_bin()}{os.pathsep}{os.environ.get('PATH', '')}",
-        "COBALT_BLOB_ENDPOINT": f"http://127.0.0.1:{blob_port}/{ACCOUNT}",
-    }
-    server = CobaltServer(cobalt_binary(), root / "data", root, port=blob_port, env=env)
+    env = {"PATH": f"{node_python_bin()}{os.pathsep}{os.environ.get('PATH', '')}"}
+    node_env = {"COBALT_BLOB_ENDPOINT": f"http://127.0.0.1:{blob_port}/{ACCOUNT}"}
+    server = CobaltServer(cobalt_binary(), root / "data", root, port=blob_port, env=env,
+                          node_env=node_env)
     server.start()
     yield server
     server.terminate(grace=10)

@@ -93,10 +93,12 @@ class CobaltServer:
     """
 
     def __init__(self, binary: Path, data_dir: Path, log_dir: Optional[Path] = None,
-                 port: int = 0, batch_port: int = 0, env: Optional[Dict[str, str]] = None):
+                 port: int = 0, batch_port: int = 0, env: Optional[Dict[str, str]] = None,
+                 node_env: Optional[Dict[str, str]] = None):
         self.port = port                         # 0: a free port chosen by the server
         self.batch_port = batch_port             # likewise, for the Batch service
-        self.env = env                           # extra environment of the process (and its nodes)
+        self.env = env                           # extra environment of the process
+        self.node_env = node_env or {}           # variables every task gets (--node-env)
         self.binary = Path(binary)
         self.data_dir = Path(data_dir)
         self.log_dir = Path(log_dir) if log_dir else self.data_dir.parent
@@ -124,6 +126,8 @@ class CobaltServer:
         cmd = [str(self.binary), "serve", "--data-dir", str(self.data_dir),
                "--blob-port", str(self.port), "--batch-port", str(self.batch_port),
                "--host", "127.0.0.1"]
+        for name, value in self.node_env.items():
+            cmd += ["--node-env", f"{name}={value}"]
         log = open(self.log_path, "wb")
         try:
             env = {**os.environ, **self.env} if self.env else None

@@ -370,7 +370,7 @@ async fn run_command(
 
 /// Creates the task directory and `wd/`, and opens stdout.txt and stderr.txt for appending.
 fn prepare(task_dir: &Path, wd: &Path) -> Result<(File, File), String> {
-    fs::create_dir_all(wd).map_err(|e| format!("{}: {e}", wd.display()))?;
+    make_dirs(task_dir, wd).map_err(|e| format!("{}: {e}", wd.display()))?;
     let open = |name: &str| {
         let path = task_dir.join(name);
         OpenOptions::new()
@@ -380,6 +380,22 @@ fn prepare(task_dir: &Path, wd: &Path) -> Result<(File, File), String> {
             .map_err(|e| format!("{}: {e}", path.display()))
     };
     Ok((open("stdout.txt")?, open("stderr.txt")?))
+}
+
+/// Creates `task_dir` and `wd` in it: two calls where the job's directory exists (the usual
+/// case), not the three of `create_dir_all`.
+fn make_dirs(task_dir: &Path, wd: &Path) -> std::io::Result<()> {
+    use std::io::ErrorKind;
+    match fs::create_dir(task_dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => return fs::create_dir_all(wd),
+        Err(e) => return Err(e),
+    }
+    match fs::create_dir(wd) {
+        Err(e) if e.kind() == ErrorKind::AlreadyExists && wd.is_dir() => Ok(()),
+        other => other,
+    }
 }
 
 /// Chowns the task directory tree to the task's user (links themselves, never their targets).
@@ -521,4 +537,26 @@ fn timeout_info(max_seconds: Option<f64>) -> FailureInfo {
             max_seconds.unwrap_or_default()
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_directories_are_made_under_new_and_existing_parents() {
+        let root = tempfile::tempdir().unwrap();
+        let task = root.path().join("workitems/j/job-1/t");
+        let wd = task.join("wd");
+        make_dirs(&task, &wd).unwrap();
+        assert!(wd.is_dir(), "a new job's parents are made too");
+        make_dirs(&task, &wd).unwrap();
+        let other = root.path().join("workitems/j/job-1/u");
+        make_dirs(&other, &other.join("wd")).unwrap();
+        assert!(other.join("wd").is_dir());
+        let blocked = root.path().join("workitems/j/job-1/v");
+        fs::create_dir(&blocked).unwrap();
+        fs::write(blocked.join("wd"), b"a file").unwrap();
+        assert!(make_dirs(&blocked, &blocked.join("wd")).is_err());
+    }
 }

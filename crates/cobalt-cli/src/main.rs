@@ -159,6 +159,27 @@ struct ServeArgs {
     /// How often to look for expired uncommitted blocks, in seconds.
     #[arg(long, default_value_t = 3600, hide = true)]
     gc_interval: u64,
+    /// A variable every task on this server's nodes gets, as if set on the node's machine
+    /// (repeatable). Tasks get nothing else of the server's environment but PATH, HOME,
+    /// the user, locale, time zone, TMPDIR, proxy and CA-certificate variables.
+    #[arg(long = "node-env", value_name = "NAME=VALUE", value_parser = parse_node_env)]
+    node_env: Vec<(String, String)>,
+}
+
+/// `NAME=VALUE` of `--node-env`: a name without `=` or NUL, not one of Azure's `AZ_BATCH_*`.
+fn parse_node_env(arg: &str) -> Result<(String, String), String> {
+    let (name, value) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("'{arg}' is not NAME=VALUE"))?;
+    if name.is_empty() || name.contains('\0') || value.contains('\0') {
+        return Err(format!("'{arg}' is not NAME=VALUE"));
+    }
+    if name.starts_with("AZ_BATCH_") {
+        return Err(format!(
+            "{name}: the AZ_BATCH_* variables are set by the node"
+        ));
+    }
+    Ok((name.to_owned(), value.to_owned()))
 }
 
 fn main() -> ExitCode {
@@ -284,6 +305,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.batch_port = args.batch_port;
     config.engine.uncommitted_ttl = Duration::from_secs(args.uncommitted_block_ttl);
     config.gc_interval = Duration::from_secs(args.gc_interval.max(1));
+    config.node_env = args.node_env;
     // Pools get local nodes: this same executable, started as `cobalt agent`.
     config.agent_exe = std::env::current_exe().ok();
     let server = Server::start(config).await?;
@@ -334,5 +356,20 @@ mod tests {
         let mut missing = Vec::new();
         walk(&Cli::command(), "", &mut missing);
         assert!(missing.is_empty(), "no Example: line in {missing:?}");
+    }
+
+    #[test]
+    fn node_variables_are_name_equals_value() {
+        assert_eq!(
+            parse_node_env("A=b=c").unwrap(),
+            ("A".to_owned(), "b=c".to_owned())
+        );
+        assert_eq!(
+            parse_node_env("A=").unwrap(),
+            ("A".to_owned(), String::new())
+        );
+        for bad in ["A", "=b", "AZ_BATCH_NODE_ID=x", "A\0B=c"] {
+            assert!(parse_node_env(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -930,7 +930,8 @@ impl Dispatcher {
             entry.node.last_boot_time = Some(now);
         }
         let is_dedicated = entry.node.is_dedicated.to_string();
-        let env = vec![
+        let mut env = self.config.node_env.clone();
+        env.extend([
             ("AZ_BATCH_ACCOUNT_NAME".to_owned(), hello.account.clone()),
             (
                 "AZ_BATCH_ACCOUNT_URL".to_owned(),
@@ -939,7 +940,7 @@ impl Dispatcher {
             ("AZ_BATCH_POOL_ID".to_owned(), rt.pool.spec.id.clone()),
             ("AZ_BATCH_NODE_ID".to_owned(), id.clone()),
             ("AZ_BATCH_NODE_IS_DEDICATED".to_owned(), is_dedicated),
-        ];
+        ]);
         let _ = out.send(ServerMessage::Welcome(Welcome {
             node_id: id.clone(),
             environment: env,

@@ -36,6 +36,8 @@ pub struct NodesConfig {
     pub batch_url: String,
     /// How often agents must be heard from; three missed beats make a node `unknown`.
     pub heartbeat: Duration,
+    /// Variables every task on these nodes gets, before the `AZ_BATCH_*` ones (`Welcome`).
+    pub node_env: Vec<(String, String)>,
 }
 
 /// The node service: a handle to the dispatcher thread.

@@ -73,7 +73,7 @@ pub fn start(agent: &LocalAgent<'_>) -> std::io::Result<Child> {
         .envs(std::env::vars_os().filter(|(name, _)| {
             name.to_str().is_some_and(|name| {
                 cobalt_proto::inherited_by_tasks(name)
-                    || name == "RUST_LOG"
+                    || name == "COBALT_LOG"
                     || name == "RUST_BACKTRACE"
             })
         }))

@@ -112,6 +112,8 @@ pub struct ServerConfig {
     pub agent_exe: Option<PathBuf>,
     /// How often node agents must be heard from.
     pub heartbeat: Duration,
+    /// Variables every task on this server's nodes gets (`--node-env`).
+    pub node_env: Vec<(String, String)>,
 }
 
 impl ServerConfig {
@@ -142,6 +144,7 @@ impl ServerConfig {
             gc_interval: Duration::from_secs(3600),
             agent_exe: None,
             heartbeat: Duration::from_secs(2),
+            node_env: Vec::new(),
         }
     }
 }
@@ -350,6 +353,7 @@ impl Server {
                 agent_exe: config.agent_exe.clone(),
                 batch_url: format!("http://{loopback}"),
                 heartbeat: config.heartbeat,
+                node_env: config.node_env.clone(),
             },
         )
         .context("cannot start the node dispatcher")?;
