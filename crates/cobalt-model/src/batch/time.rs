@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
 /// An instant, written `2026-11-21T07:00:00.1234567Z`.
@@ -32,12 +32,24 @@ impl Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}.{:07}Z",
-            self.0.format("%Y-%m-%dT%H:%M:%S"),
-            self.0.timestamp_subsec_nanos() / 100
-        )
+        let t = &self.0;
+        // Every task write formats several: numbers, not a strftime pattern parsed each time.
+        // (A leap second's nanoseconds run past 10^9; they stay within the second.)
+        let fraction = t.nanosecond().min(999_999_999) / 100;
+        if (0..=9999).contains(&t.year()) {
+            write!(
+                f,
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{fraction:07}Z",
+                t.year(),
+                t.month(),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            )
+        } else {
+            write!(f, "{}.{fraction:07}Z", t.format("%Y-%m-%dT%H:%M:%S"))
+        }
     }
 }
 
@@ -49,10 +61,20 @@ impl Serialize for Timestamp {
 
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        DateTime::parse_from_rfc3339(&text)
-            .map(|t| Self(t.with_timezone(&Utc)))
-            .map_err(|_| de::Error::custom(format!("'{text}' is not an ISO-8601 date-time")))
+        struct Text;
+        impl de::Visitor<'_> for Text {
+            type Value = Timestamp;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an ISO-8601 date-time")
+            }
+            // Parsed where it lies, not copied into a String first.
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Timestamp, E> {
+                DateTime::parse_from_rfc3339(text)
+                    .map(|t| Timestamp(t.with_timezone(&Utc)))
+                    .map_err(|_| E::custom(format!("'{text}' is not an ISO-8601 date-time")))
+            }
+        }
+        d.deserialize_str(Text)
     }
 }
 
@@ -247,6 +269,14 @@ mod tests {
                 .with_timezone(&Utc),
         );
         assert_eq!(t.to_string(), "2016-11-21T22:43:31.4733476Z");
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), t);
+        let early = Timestamp(DateTime::from_timestamp(-62_135_596_800, 500).unwrap());
+        assert_eq!(early.to_string(), "0001-01-01T00:00:00.0000005Z");
+        let far = Timestamp(DateTime::from_timestamp(253_402_300_800, 0).unwrap());
+        assert_eq!(far.to_string(), "+10000-01-01T00:00:00.0000000Z");
+        assert!(serde_json::from_str::<Timestamp>("\"yesterday\"").is_err());
+        assert!(serde_json::from_str::<Timestamp>("3").is_err());
         assert_eq!(t.rfc1123(), "Mon, 21 Nov 2016 22:43:31 GMT");
         assert!(t.ticks() > 0x8D0_0000_0000_0000);
     }
