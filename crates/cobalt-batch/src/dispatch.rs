@@ -5,6 +5,7 @@
 //! applied here so that they hold whoever calls.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use cobalt_model::batch::{
     DependencyAction, ErrorCategory, ExitOptions, FailureInfo, Job, JobAction, JobState, NodeInfo,
@@ -408,7 +409,7 @@ impl Batch {
                 Some(a) => *a,
                 None => {
                     let a = self
-                        .load::<Job>(&jobs::scope(account), &s.job_id)?
+                        .current_job(account, &s.job_id)?
                         .is_some_and(|j| j.state == JobState::Active);
                     active.insert(job_key.clone(), a);
                     a
@@ -457,7 +458,7 @@ impl Batch {
         writes: &mut Vec<Write>,
     ) -> BatchResult<Finished> {
         let mut finished = Finished::default();
-        let mut job_cache: HashMap<String, Option<Job>> = HashMap::new();
+        let mut job_cache: HashMap<String, Option<Arc<Job>>> = HashMap::new();
         for o in outcomes {
             let mut task = self.task_to_write(account, &o.job_id, &o.task_id)?;
             // A run that began and ended before its start was written: start it here.
@@ -482,7 +483,7 @@ impl Batch {
             if let RunFate::Completed(_) = fate {
                 let key = id_key(&o.job_id);
                 if !job_cache.contains_key(&key) {
-                    let job = self.load::<Job>(&jobs::scope(account), &o.job_id)?;
+                    let job = self.current_job(account, &o.job_id)?;
                     job_cache.insert(key.clone(), job);
                 }
                 if let Some(Some(job)) = job_cache.get(&key)

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use chrono::{DateTime, Utc};
-use cobalt_model::batch::{Task, Timestamp, etag_after, id_key};
+use cobalt_model::batch::{Job, Task, Timestamp, etag_after, id_key};
 use cobalt_store::{Durability, Kind, Record, Scope, Store, StoreError, Write};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -110,11 +110,14 @@ pub(crate) type TaskKey = (String, String, String);
 
 /// Decoded copies of the tasks the dispatcher is about to write again (those it found runnable,
 /// those it started), so that starting and finishing a run need neither read nor decode its
-/// task. A copy is only ever what the store holds: every committed write of a task drops the
-/// task's copy, under the same lock as the generation bump (see [`Batch::commit`]).
+/// task, and of the jobs whose runs it records. A copy is only ever what the store holds:
+/// every committed write of a task or job drops its copy, under the same lock as the
+/// generation bump (see [`Batch::commit`]).
 #[derive(Debug, Default)]
 struct TaskCache {
     tasks: HashMap<TaskKey, Task>,
+    /// By (account, job key).
+    jobs: HashMap<(String, String), Arc<Job>>,
 }
 
 impl TaskCache {
@@ -123,11 +126,20 @@ impl TaskCache {
     const MAX: usize = 4096;
 
     fn forget(&mut self, writes: &[Write]) {
-        if self.tasks.is_empty() {
+        if self.tasks.is_empty() && self.jobs.is_empty() {
             return;
         }
         for write in writes {
             match write {
+                Write::Put(s, r) if s.kind == Kind::Job => {
+                    self.jobs.remove(&(s.account.clone(), r.key.clone()));
+                }
+                Write::Delete(s, key) if s.kind == Kind::Job => {
+                    self.jobs.remove(&(s.account.clone(), key.clone()));
+                }
+                Write::DeleteAll(s) if s.kind == Kind::Job => {
+                    self.jobs.retain(|(account, _), _| *account != s.account);
+                }
                 Write::Put(s, r) if s.kind == Kind::Task => {
                     self.tasks
                         .remove(&(s.account.clone(), s.parent.clone(), r.key.clone()));
@@ -196,6 +208,28 @@ impl Batch {
     ) -> Option<Task> {
         let key = (account.to_owned(), id_key(job_id), id_key(task_id));
         self.task_cache().tasks.remove(&key)
+    }
+
+    /// The job `job_id`, from the cache or else read (and cached if nothing was written
+    /// meanwhile). For reads under the write lock that need a job as it is now.
+    pub(crate) fn current_job(&self, account: &str, job_id: &str) -> BatchResult<Option<Arc<Job>>> {
+        let key = (account.to_owned(), id_key(job_id));
+        if let Some(job) = self.task_cache().jobs.get(&key) {
+            return Ok(Some(job.clone()));
+        }
+        let seen = self.generation();
+        let Some(job) = self.load::<Job>(&crate::jobs::scope(account), job_id)? else {
+            return Ok(None);
+        };
+        let job = Arc::new(job);
+        let mut cache = self.task_cache();
+        if self.generation() == seen {
+            if cache.jobs.len() >= TaskCache::MAX {
+                cache.jobs.clear();
+            }
+            cache.jobs.insert(key, job.clone());
+        }
+        Ok(Some(job))
     }
 
     /// Caches copies of `tasks` of `job_id`, read from the store after [`Batch::generation`]

@@ -377,6 +377,22 @@ fn runs_write_over_what_the_store_holds_not_over_older_copies() {
     assert_eq!(t2.state, TaskState::Completed);
     assert_ne!(t2.execution_info.result, Some(TaskResult::Success));
 
+    // A job that stops between two starts: the second sees it stopped.
+    b.add_job(A, json!({"id": "j2", "poolInfo": {"poolId": "p"}}))
+        .unwrap();
+    for id in ["a", "b"] {
+        b.add_task(A, "j2", json!({"id": id, "commandLine": "x"}))
+            .unwrap();
+    }
+    let start2 = |id: &str| RunStart {
+        job_id: "j2".into(),
+        task_id: id.into(),
+        node_info: node.clone(),
+    };
+    assert_eq!(b.start_runs(A, vec![start2("a")]).unwrap().len(), 1);
+    b.terminate_job(A, "j2", json!({}), &no()).unwrap();
+    assert!(b.start_runs(A, vec![start2("b")]).unwrap().is_empty());
+
     // Found, started and ended with nothing in between: the copies carry it through.
     let jobs = b.pool_jobs(A, "p").unwrap();
     let found = b.runnable(A, &jobs, 10, &HashSet::new()).unwrap();
