@@ -960,7 +960,7 @@ def test_failing_start_task_without_wait_for_success(client):
 
 # == 10. environment and files ==============================================================
 
-def test_task_environment_and_task_files(client, pool, node_id):
+def test_task_environment_and_task_files(client, cobalt_batch, pool, node_id):
     """A task prints its environment: AZ_BATCH_JOB_ID/TASK_ID/POOL_ID/NODE_ID, a working
     directory ending in /wd (its cwd), the node's shared directory, the job's
     commonEnvironmentSettings and the task's environmentSettings (which win on a clash).
@@ -977,6 +977,11 @@ def test_task_environment_and_task_files(client, pool, node_id):
     t = task_state(client, jid, "env")
     assert t.execution_info.exit_code == 0
     assert t.node_info.node_id == node_id and t.node_info.pool_id == pool
+    # The node's URLs name the server as this client reaches it.
+    node_url = f"{cobalt_batch}/pools/{pool}/nodes/{node_id}"
+    assert t.node_info.node_url == node_url
+    assert t.node_info.task_root_directory_url == f"{node_url}/files/{t.node_info.task_root_directory}"
+    assert t.node_info.affinity_id == f"TVM:{node_id}"
     out = read_task_file(client, jid, "env", "stdout.txt")
     env = env_of(out.decode())
     assert env["AZ_BATCH_JOB_ID"] == jid

@@ -30,10 +30,32 @@ fn task_json(
 ) -> BatchResult<Value> {
     let url = url(req, job, &task.spec.id);
     let mut v = to_json(task, &url)?;
+    with_node_urls(req, &mut v);
     if stats && let Some(s) = svc.batch.task_stats(task) {
         with_stats(&mut v, &s, &url)?;
     }
     Ok(v)
+}
+
+/// `nodeInfo.nodeUrl` and `taskRootDirectoryUrl`, built from the node's pool and id for this
+/// request: they name the server as the client reached it (not stored, so a server that comes
+/// back on another port or address gives working URLs).
+fn with_node_urls(req: &Req, task: &mut Value) {
+    let Some(info) = task.get_mut("nodeInfo").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let (Some(pool), Some(node)) = (
+        info.get("poolId").and_then(Value::as_str),
+        info.get("nodeId").and_then(Value::as_str),
+    ) else {
+        return;
+    };
+    let node_url = req.url(&format!("/pools/{pool}/nodes/{node}"));
+    if let Some(dir) = info.get("taskRootDirectory").and_then(Value::as_str) {
+        let dir_url = format!("{node_url}/files/{dir}");
+        info.insert("taskRootDirectoryUrl".to_owned(), Value::String(dir_url));
+    }
+    info.insert("nodeUrl".to_owned(), Value::String(node_url));
 }
 
 /// `POST /jobs/{job}/tasks`.

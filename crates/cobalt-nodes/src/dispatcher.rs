@@ -1902,8 +1902,6 @@ impl Dispatcher {
                 };
                 slots[i].free -= task.required_slots();
                 let node = slots[i].node.clone();
-                let node_url =
-                    format!("{}/pools/{}/nodes/{}", self.config.batch_url, pool_id, node);
                 let dir = layout::task_dir(&rj.job.id, &task.spec.id);
                 let run = self.next_run;
                 self.next_run += 1;
@@ -1934,13 +1932,13 @@ impl Dispatcher {
                             .map(|d| d.value()),
                         pgid: None,
                         began: false,
+                        // The URLs are the API's to add, for the address each client uses.
                         node_info: Some(NodeInfo {
                             affinity_id: Some(format!("TVM:{node}")),
-                            node_url: Some(node_url.clone()),
                             pool_id: Some(pool_id.clone()),
                             node_id: Some(node.clone()),
                             task_root_directory: Some(dir.clone()),
-                            task_root_directory_url: Some(format!("{node_url}/files/{dir}")),
+                            ..NodeInfo::default()
                         }),
                     },
                 );
