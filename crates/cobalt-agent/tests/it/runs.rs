@@ -220,8 +220,44 @@ async fn events_of_many_quick_runs_are_batched() {
     let events = conn.events.len();
     let messages = conn.event_messages;
     eprintln!("100 runs: {events} events in {messages} messages, {took:?}");
-    assert_eq!(events, 200);
-    assert!(messages <= 100, "{messages} messages for 200 events");
+    // Each run ends once; it says `Started` first only if it outlived START_DELAY.
+    for run in 1..=100 {
+        let at = |started: bool| {
+            conn.events.iter().position(|e| match e {
+                Event::Started { run: r, .. } => started && *r == run,
+                Event::Ended(end) => !started && end.run == run,
+                Event::Began { .. } => false,
+            })
+        };
+        let ends = conn
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::Ended(end) if end.run == run))
+            .count();
+        assert_eq!(ends, 1, "run {run}: {:?}", conn.events);
+        if let Some(start) = at(true) {
+            assert!(Some(start) < at(false), "run {run}: {:?}", conn.events);
+        }
+    }
+    assert!((100..=200).contains(&events), "{events} events");
+    assert!(messages <= 100, "{messages} messages for {events} events");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_lasts_says_it_started_while_it_runs() {
+    let (_server, mut conn, agent) = connected().await;
+    conn.run(vec![task(
+        1,
+        "/bin/sh -c 'sleep 0.3; echo done > done.txt'",
+    )])
+    .await;
+    conn.started(1).await;
+    assert!(
+        !agent.task_dir(1).join("wd/done.txt").exists(),
+        "Started came after the run ended"
+    );
+    let end = conn.ended(1).await;
+    assert_eq!(end.exit_code, Some(0));
 }
 
 /// A task run the server sent ahead of a free slot.
