@@ -113,7 +113,11 @@ impl Batch {
     pub fn add_task(&self, account: &str, job_id: &str, body: Value) -> BatchResult<Task> {
         let _guard = self.lock();
         let job = self.open_job(account, job_id)?;
-        let task = self.new_task(account, &job, body)?;
+        let exists = self
+            .store
+            .get(&scope(account, &job.id), &id_key(task_id_of(&body)))?
+            .is_some();
+        let task = self.new_task(&job, body, exists)?;
         self.apply(&[self.save_task(account, job_id, &task)?])?;
         self.attend(account, Kind::Job, &id_key(&job.id));
         self.notify_tasks(account, &job.id);
@@ -150,19 +154,20 @@ impl Batch {
         }
         let _guard = self.lock();
         let job = self.open_job(account, job_id)?;
+        // Which ids are taken, in one query.
+        let keys: Vec<String> = bodies.iter().map(|b| id_key(task_id_of(b))).collect();
+        let taken = self.store.existing(&scope(account, &job.id), &keys)?;
         let mut seen = std::collections::HashSet::new();
         let mut writes = Vec::new();
         let mut outcomes = Vec::new();
         for body in bodies {
-            let task_id = body
-                .get("id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            let outcome = if !seen.insert(id_key(&task_id)) && !task_id.is_empty() {
+            let task_id = task_id_of(&body).to_owned();
+            let key = id_key(&task_id);
+            let outcome = if !seen.insert(key.clone()) && !task_id.is_empty() {
                 Err(BatchError::new(ErrorCode::TaskExists))
             } else {
-                self.new_task(account, &job, body)
+                let exists = taken.contains(&key);
+                self.new_task(&job, body, exists)
             };
             match outcome {
                 Ok(task) => {
@@ -181,7 +186,8 @@ impl Batch {
     }
 
     /// Validates a new task of `job` and fills in its defaults; checks the id is free.
-    fn new_task(&self, account: &str, job: &Job, body: Value) -> BatchResult<Task> {
+    /// A new task of `job` from its JSON; `exists`: a task of its id is already there.
+    fn new_task(&self, job: &Job, body: Value, exists: bool) -> BatchResult<Task> {
         let mut spec: TaskSpec = validate::parse(body)?;
         validate::id("id", &spec.id)?;
         validate::required("commandLine", &spec.command_line)?;
@@ -244,10 +250,7 @@ impl Batch {
                 "A jobAction other than none requires the job's onTaskFailure to be performexitoptionsjobaction.",
             ));
         }
-        if self
-            .load::<Task>(&scope(account, &job.id), &spec.id)?
-            .is_some()
-        {
+        if exists {
             return Err(ErrorCode::TaskExists.into());
         }
         let constraints = spec
@@ -444,4 +447,9 @@ impl Batch {
         }
         Ok((tasks, slots))
     }
+}
+
+/// The `id` of a task's JSON, or "" (validation reports it).
+fn task_id_of(body: &Value) -> &str {
+    body.get("id").and_then(Value::as_str).unwrap_or_default()
 }

@@ -431,3 +431,41 @@ fn a_copy_read_before_a_write_is_not_cached() {
     b.cache_tasks(seen, A, "j", [&task]);
     assert!(b.take_cached_task(A, "j", "t").is_none());
 }
+
+#[test]
+fn a_collection_refuses_ids_taken_before_or_within_it() {
+    use crate::TaskAddOutcome;
+
+    let (b, _d) = batch();
+    b.add_job(A, json!({"id": "j", "poolInfo": {"poolId": "p"}}))
+        .unwrap();
+    b.add_task(A, "j", json!({"id": "Old", "commandLine": "x"}))
+        .unwrap();
+    let outcomes = b
+        .add_tasks(
+            A,
+            "j",
+            ["old", "new", "NEW", "bad id!"]
+                .iter()
+                .map(|id| json!({"id": id, "commandLine": "x"}))
+                .collect(),
+        )
+        .unwrap();
+    let codes: Vec<Option<ErrorCode>> = outcomes
+        .iter()
+        .map(|o| match o {
+            TaskAddOutcome::Added(_) => None,
+            TaskAddOutcome::Failed { error, .. } => Some(error.code),
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            Some(ErrorCode::TaskExists),
+            None,
+            Some(ErrorCode::TaskExists),
+            Some(ErrorCode::InvalidPropertyValue)
+        ]
+    );
+    assert_eq!(b.task_counts(A, "j").unwrap().0.active, 2);
+}

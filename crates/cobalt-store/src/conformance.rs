@@ -73,6 +73,17 @@ pub fn run(store: &dyn Store) {
         .unwrap();
     assert_eq!(done_after[0].key, "t15");
 
+    // Which keys exist, in one scope only.
+    let keys: Vec<String> = ["t00", "t24", "t25", "job1", "t'); --"]
+        .iter()
+        .map(|k| (*k).to_owned())
+        .collect();
+    let mut found: Vec<String> = store.existing(&tasks, &keys).unwrap().into_iter().collect();
+    found.sort();
+    assert_eq!(found, ["t00", "t24"]);
+    assert!(store.existing(&tasks, &[]).unwrap().is_empty());
+    assert_eq!(store.existing(&other_job, &keys).unwrap().len(), 1);
+
     // Counts by state and result.
     let mut counts = store.count(&tasks).unwrap();
     counts.sort_by(|a, b| (&a.state, &a.result).cmp(&(&b.state, &b.result)));

@@ -138,6 +138,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Record counts of `scope` by (state, result).
     fn count(&self, scope: &Scope) -> StoreResult<Vec<StateCount>>;
 
+    /// Which of `keys` have a record in `scope` (one query for a whole batch of new records).
+    fn existing(
+        &self,
+        scope: &Scope,
+        keys: &[String],
+    ) -> StoreResult<std::collections::HashSet<String>> {
+        let mut found = std::collections::HashSet::new();
+        for key in keys {
+            if self.get(scope, key)?.is_some() {
+                found.insert(key.clone());
+            }
+        }
+        Ok(found)
+    }
+
     /// Applies `writes` in one transaction: all or nothing, durable when it returns.
     fn apply(&self, writes: &[Write]) -> StoreResult<()> {
         self.apply_with(writes, Durability::Durable)

@@ -1,6 +1,7 @@
 //! The SQLite backend: WAL with `synchronous=FULL` (a committed transaction survives a crash),
 //! one writer connection and a small pool of readers.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
@@ -244,6 +245,26 @@ impl Store for SqliteStore {
             )?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
+    }
+
+    fn existing(&self, scope: &Scope, keys: &[String]) -> StoreResult<HashSet<String>> {
+        if keys.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let keys = serde_json::to_string(keys).map_err(|e| StoreError::Database(e.to_string()))?;
+        let conn = self.small_read();
+        let mut stmt = conn.prepare_cached(
+            "SELECT key FROM records
+             WHERE account = ?1 AND kind = ?2 AND parent = ?3
+               AND key IN (SELECT value FROM json_each(?4))",
+        )?;
+        let found = stmt
+            .query_map(
+                params![scope.account, scope.kind.code(), scope.parent, keys],
+                |row| row.get(0),
+            )?
+            .collect::<rusqlite::Result<HashSet<String>>>()?;
+        Ok(found)
     }
 
     fn apply_with(&self, writes: &[Write], durability: Durability) -> StoreResult<()> {
