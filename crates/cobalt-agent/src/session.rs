@@ -52,6 +52,9 @@ pub struct AgentConfig {
     pub token: String,
     /// The node id the server assigned when it started this agent, if any.
     pub node_id: Option<String>,
+    /// Variables every task on this node gets (`--node-env`): after the server's, so a
+    /// machine's own setting wins; never `AZ_BATCH_*`.
+    pub node_env: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -63,6 +66,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("node_root", &self.node_root)
             .field("token", &"<redacted>")
             .field("node_id", &self.node_id)
+            .field("node_env", &self.node_env)
             .finish()
     }
 }
@@ -248,6 +252,7 @@ impl Agent {
                         welcome
                             .environment
                             .into_iter()
+                            .chain(self.config.node_env.iter().cloned())
                             .map(|(k, v)| (k.into(), v.into())),
                     )
                     .collect(),

@@ -134,6 +134,11 @@ struct AgentArgs {
     /// this agent, exits.
     #[arg(long, env = "COBALT_AGENT_PARENT", hide = true)]
     parent_pid: Option<u32>,
+    /// A variable every task on this node gets, as if set on its machine (repeatable; wins
+    /// over the server's --node-env). Tasks get nothing else of this process's environment
+    /// but PATH, HOME, the user, locale, time zone, TMPDIR, proxy and CA-certificate variables.
+    #[arg(long = "node-env", value_name = "NAME=VALUE", value_parser = parse_node_env)]
+    node_env: Vec<(String, String)>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -269,6 +274,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         node_root: args.node_root,
         token,
         node_id: args.node_id,
+        node_env: args.node_env,
     };
     let parent = args.parent_pid;
     let stop = async move {

@@ -261,6 +261,11 @@ impl TestAgent {
             node_root: root.clone(),
             token: token.into(),
             node_id: None,
+            node_env: vec![
+                ("AGENT_VAR".into(), "from-the-agent".into()),
+                // The machine's own setting wins over the server's (`Welcome`).
+                ("NODE_VAR".into(), "from-the-machine".into()),
+            ],
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let join = tokio::spawn(cobalt_agent::run(config, async {

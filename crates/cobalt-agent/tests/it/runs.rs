@@ -13,7 +13,7 @@ async fn a_task_sees_its_environment_and_writes_in_its_working_directory() {
     let (_server, mut conn, agent) = connected().await;
     let mut a = task(
         1,
-        r#"/bin/sh -c 'echo "wd=$AZ_BATCH_TASK_WORKING_DIR"; echo "task=$AZ_BATCH_TASK_DIR"; echo "shared=$AZ_BATCH_NODE_SHARED_DIR"; echo "root=$AZ_BATCH_NODE_ROOT_DIR"; echo "certs=$AZ_BATCH_CERTIFICATES_DIR"; echo "var=$MY_VAR"; echo "node=$NODE_VAR"; echo "pool=$AZ_BATCH_POOL_ID"; echo "pwd=$(pwd)"; echo "uid=$(id -u)"; echo made > made.txt; echo oops >&2'"#,
+        r#"/bin/sh -c 'echo "wd=$AZ_BATCH_TASK_WORKING_DIR"; echo "task=$AZ_BATCH_TASK_DIR"; echo "shared=$AZ_BATCH_NODE_SHARED_DIR"; echo "root=$AZ_BATCH_NODE_ROOT_DIR"; echo "certs=$AZ_BATCH_CERTIFICATES_DIR"; echo "var=$MY_VAR"; echo "node=$NODE_VAR"; echo "agent=$AGENT_VAR"; echo "pool=$AZ_BATCH_POOL_ID"; echo "pwd=$(pwd)"; echo "uid=$(id -u)"; echo made > made.txt; echo oops >&2'"#,
     );
     a.environment = vec![EnvironmentSetting {
         name: "MY_VAR".into(),
@@ -50,7 +50,8 @@ async fn a_task_sees_its_environment_and_writes_in_its_working_directory() {
         format!("root={}", root.display()),
         format!("certs={}/certs", task_dir_abs.display()),
         "var=a value with spaces".into(),
-        "node=from-welcome".into(),
+        "node=from-the-machine".into(),
+        "agent=from-the-agent".into(),
         "pool=pool1".into(),
         format!("pwd={}/wd", task_dir_abs.display()),
         format!("uid={}", task_uid()),
