@@ -262,7 +262,7 @@ def test_job_page_shows_task_counts_and_the_list_pages(server, driver, shots):
     wait(driver).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#task-rows tbody tr")) == 10)
     assert "Page 1" in text_of(driver, "#task-page")
     # A click on a task opens its page.
-    driver.find_element(By.LINK_TEXT, "bulk-005").click()
+    wait(driver).until(lambda d: d.find_element(By.LINK_TEXT, "bulk-005").click() or True)
     wait(driver).until(lambda d: "tasks/bulk-005" in d.current_url)
     wait(driver).until(lambda d: "completed" in text_of(d, "#task-state-chip"))
 
@@ -315,7 +315,8 @@ def test_storage_page_lists_a_container_and_its_blob(server, driver, shots):
     open_page(driver, server, "storage")
     wait(driver).until(lambda d: "ui-container" in text_of(d, "main"))
     shots(driver, "storage")
-    driver.find_element(By.LINK_TEXT, "ui-container").click()
+    # The list refreshes every few seconds: a link found a moment ago may be gone.
+    wait(driver).until(lambda d: d.find_element(By.LINK_TEXT, "ui-container").click() or True)
     wait(driver).until(lambda d: "reports/hello.txt" in text_of(d, "main table"))
     row = "//tr[td[text()='reports/hello.txt']]"
     wait(driver).until(lambda d: "14 B" in d.find_element(By.XPATH, row).text)
