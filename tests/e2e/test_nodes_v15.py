@@ -341,6 +341,13 @@ def test_the_node_that_ran_a_task_is_listed(client):
     listed = {n.id: n.state for n in client.list_nodes(pid)}
     assert nid in listed, (nid, listed)
     assert client.get_node(pid, nid).total_tasks_run == 1
+    # The count is written with the task's completion: a read right after it has it.
+    for i in range(2, 12):
+        client.create_task(jid, task(f"quick{i}", "/bin/true"))
+        deadline = time.monotonic() + TIMEOUT
+        while client.get_task(jid, f"quick{i}").state != bm.BatchTaskState.COMPLETED:
+            assert time.monotonic() < deadline, f"quick{i} did not complete"
+        assert client.get_node(pid, nid).total_tasks_run == i
 
 
 # == 1. retries =============================================================================

@@ -8,8 +8,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use cobalt_model::batch::{
-    DependencyAction, ErrorCategory, ExitOptions, FailureInfo, Job, JobAction, JobState, NodeInfo,
-    OnTaskFailure, Task, TaskResult, TaskState, Timestamp, id_key,
+    DependencyAction, ErrorCategory, ExitOptions, FailureInfo, Job, JobAction, JobState, Node,
+    NodeInfo, OnTaskFailure, Task, TaskResult, TaskState, Timestamp, id_key,
 };
 use cobalt_store::{Durability, Kind, Write};
 
@@ -339,7 +339,7 @@ impl Batch {
         account: &str,
         starts: Vec<RunStart>,
     ) -> BatchResult<Vec<(String, String)>> {
-        Ok(self.record_runs(account, starts, Vec::new())?.started)
+        Ok(self.record_runs(account, starts, Vec::new(), &[])?.started)
     }
 
     /// Records how runs ended, in one transaction: completion or retry, exit conditions and
@@ -349,17 +349,20 @@ impl Batch {
         account: &str,
         outcomes: Vec<RunOutcome>,
     ) -> BatchResult<Vec<RunFate>> {
-        Ok(self.record_runs(account, Vec::new(), outcomes)?.fates)
+        Ok(self.record_runs(account, Vec::new(), outcomes, &[])?.fates)
     }
 
     /// [`Batch::start_runs`] and [`Batch::finish_runs`] in one transaction (deferred when it
     /// only starts runs: a start is rebuilt after a crash; durable when a run ended). A run is
     /// either started or finished in one call, not both (an outcome's `began` covers that).
+    /// `nodes` (pool id, node record) are saved in the same transaction, so a node's counters
+    /// never lag the tasks it ran.
     pub fn record_runs(
         &self,
         account: &str,
         starts: Vec<RunStart>,
         outcomes: Vec<RunOutcome>,
+        nodes: &[(String, Node)],
     ) -> BatchResult<RunsRecorded> {
         let _guard = self.lock();
         let now = Timestamp::now();
@@ -372,6 +375,12 @@ impl Batch {
             Durability::Durable
         };
         let finished = self.finish_writes(account, outcomes, now, &mut writes)?;
+        for (pool_id, node) in nodes {
+            writes.push(crate::nodes::node_write(
+                &crate::nodes::scope(account, pool_id),
+                node,
+            )?);
+        }
         self.commit(&writes, durability, keep)?;
         for (job_id, action) in finished.job_actions {
             self.apply_job_action(account, &job_id, action, now)?;

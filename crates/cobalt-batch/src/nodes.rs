@@ -8,7 +8,15 @@ use serde_json::Value;
 use crate::error::{BatchError, BatchResult, ErrorCode};
 use crate::service::{Batch, Conditions, Page, PageRequest, encode};
 
-fn scope(account: &str, pool_id: &str) -> Scope {
+/// The write that saves node `n` in `node_scope` (its pool's nodes).
+pub(crate) fn node_write(node_scope: &Scope, n: &Node) -> BatchResult<Write> {
+    Ok(Write::Put(
+        node_scope.clone(),
+        encode(&n.id, n.state.as_str(), "", n)?,
+    ))
+}
+
+pub(crate) fn scope(account: &str, pool_id: &str) -> Scope {
     Scope::under(account, Kind::Node, &id_key(pool_id))
 }
 
@@ -80,10 +88,7 @@ impl Batch {
         let node_scope = scope(account, pool_id);
         let mut writes = Vec::new();
         for n in nodes {
-            writes.push(Write::Put(
-                node_scope.clone(),
-                encode(&n.id, n.state.as_str(), "", n)?,
-            ));
+            writes.push(node_write(&node_scope, n)?);
         }
         for id in removed {
             writes.push(Write::Delete(node_scope.clone(), id_key(id)));

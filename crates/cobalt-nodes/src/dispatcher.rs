@@ -2058,10 +2058,30 @@ impl Dispatcher {
             let began = self.began.remove(&account).unwrap_or_default();
             let outcomes = self.outcomes.remove(&account).unwrap_or_default();
             let starts: Vec<RunStart> = began.iter().map(|(_, s)| s.clone()).collect();
+            // Runs ended: the nodes' new counters go in the same transaction, so that a
+            // node read after its task completed has counted it.
+            let mut lazy: Vec<(PoolKey, String)> = Vec::new();
+            let mut nodes = Vec::new();
+            if !outcomes.is_empty() {
+                for (key, rt) in self.pools.iter_mut().filter(|(k, _)| k.0 == account) {
+                    for id in rt.lazy.drain() {
+                        if let Some(n) = rt.nodes.get(&id) {
+                            nodes.push((rt.pool.spec.id.clone(), n.node.clone()));
+                        }
+                        lazy.push((key.clone(), id));
+                    }
+                }
+            }
             let Some(recorded) = log_err(
                 "recording task runs",
-                self.batch.record_runs(&account, starts, outcomes.clone()),
+                self.batch
+                    .record_runs(&account, starts, outcomes.clone(), &nodes),
             ) else {
+                for (key, id) in lazy {
+                    if let Some(rt) = self.pools.get_mut(&key) {
+                        rt.lazy.insert(id);
+                    }
+                }
                 if !began.is_empty() {
                     self.began.entry(account.clone()).or_default().extend(began);
                 }
