@@ -4,8 +4,7 @@
 //! priorities, `maxParallelTasks`, dependencies, retries, exit conditions, job actions — are
 //! applied here so that they hold whoever calls.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::HashSet;
 
 use cobalt_model::batch::{
     DependencyAction, ErrorCategory, ExitOptions, FailureInfo, Job, JobAction, JobState, Node,
@@ -410,20 +409,11 @@ impl Batch {
         keep: &mut Vec<(TaskKey, Task)>,
     ) -> BatchResult<Vec<(String, String)>> {
         let mut started = Vec::new();
-        // Whether each job is active, read once per call.
-        let mut active: HashMap<String, bool> = HashMap::new();
         for s in starts {
             let job_key = id_key(&s.job_id);
-            let job_active = match active.get(&job_key) {
-                Some(a) => *a,
-                None => {
-                    let a = self
-                        .current_job(account, &s.job_id)?
-                        .is_some_and(|j| j.state == JobState::Active);
-                    active.insert(job_key.clone(), a);
-                    a
-                }
-            };
+            let job_active = self
+                .current_job(account, &s.job_id)?
+                .is_some_and(|j| j.state == JobState::Active);
             if !job_active {
                 continue;
             }
@@ -467,7 +457,6 @@ impl Batch {
         writes: &mut Vec<Write>,
     ) -> BatchResult<Finished> {
         let mut finished = Finished::default();
-        let mut job_cache: HashMap<String, Option<Arc<Job>>> = HashMap::new();
         for o in outcomes {
             let mut task = self.task_to_write(account, &o.job_id, &o.task_id)?;
             // A run that began and ended before its start was written: start it here.
@@ -490,12 +479,7 @@ impl Batch {
             task.last_modified = stamp;
             writes.push(self.save_task(account, &o.job_id, &task)?);
             if let RunFate::Completed(_) = fate {
-                let key = id_key(&o.job_id);
-                if !job_cache.contains_key(&key) {
-                    let job = self.current_job(account, &o.job_id)?;
-                    job_cache.insert(key.clone(), job);
-                }
-                if let Some(Some(job)) = job_cache.get(&key)
+                if let Some(job) = self.current_job(account, &o.job_id)?
                     && job.spec.on_task_failure == Some(OnTaskFailure::PerformExitOptionsJobAction)
                     && let Some(action) = exit_options(&task)
                         .job_action

@@ -159,12 +159,17 @@ impl TaskCache {
 
     fn keep(&mut self, tasks: impl IntoIterator<Item = (TaskKey, Task)>) {
         for (key, task) in tasks {
-            if self.tasks.len() >= Self::MAX {
-                self.tasks.clear();
-            }
-            self.tasks.insert(key, task);
+            bounded_insert(&mut self.tasks, key, task);
         }
     }
+}
+
+/// Inserts into a cache of at most [`TaskCache::MAX`] entries, emptying it when full.
+fn bounded_insert<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, key: K, value: V) {
+    if map.len() >= TaskCache::MAX {
+        map.clear();
+    }
+    map.insert(key, value);
 }
 
 impl Batch {
@@ -224,10 +229,7 @@ impl Batch {
         let job = Arc::new(job);
         let mut cache = self.task_cache();
         if self.generation() == seen {
-            if cache.jobs.len() >= TaskCache::MAX {
-                cache.jobs.clear();
-            }
-            cache.jobs.insert(key, job.clone());
+            bounded_insert(&mut cache.jobs, key, job.clone());
         }
         Ok(Some(job))
     }

@@ -185,8 +185,8 @@ impl Batch {
         Ok(outcomes)
     }
 
-    /// Validates a new task of `job` and fills in its defaults; checks the id is free.
-    /// A new task of `job` from its JSON; `exists`: a task of its id is already there.
+    /// Validates a new task of `job` and fills in its defaults; `exists` (a task of its id is
+    /// already there) makes it `TaskExists`.
     fn new_task(&self, job: &Job, body: Value, exists: bool) -> BatchResult<Task> {
         let mut spec: TaskSpec = validate::parse(body)?;
         validate::id("id", &spec.id)?;
