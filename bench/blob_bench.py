@@ -21,6 +21,7 @@ Every knob is an environment variable (see bench/README.md):
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import os
 import platform
@@ -36,6 +37,7 @@ import tempfile
 import threading
 import time
 import traceback
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +53,7 @@ REPO = BENCH_DIR.parent
 TARGET_RATIO = 3.0
 TARGET_DD_PCT = 70.0
 TARGET_RSS_MIB = 64.0
+BLOCK_PARTS = 4  # blocks sent at once by the parallel Put Block row
 
 
 # --------------------------------------------------------------------------- config
@@ -444,6 +447,8 @@ def make_rows(cfg: Config) -> list[Row]:
         Row("sdk_down_4", "sdk", f"SDK download {b}, max_concurrency=4", "MiB/s", mb),
         Row("curl_put", "curl", f"curl Put Blob {b} (1 request, SAS)", "MiB/s", mb, True),
         Row("curl_get", "curl", f"curl Get Blob {b} (1 request, SAS)", "MiB/s", mb),
+        Row("curl_blocks", "curl", f"curl Put Block × {BLOCK_PARTS} in parallel + Put Block List {b} (SAS)",
+            "MiB/s", mb, True),
         Row("small_put", "small", f"curl {n} × {s} PUT (1 process, keep-alive)", "ops/s", cfg.small_count),
         Row("small_get", "small", f"curl {n} × {s} GET (1 process, keep-alive)", "ops/s", cfg.small_count),
         Row("list_curl", "small", f"curl List Blobs of {n} (1 request)", "blobs/s", cfg.small_count),
@@ -580,12 +585,35 @@ class Bench:
             if code != "200" or int(size) != c.big:
                 raise RuntimeError(f"HTTP {code}, downloaded {size} B (expected 200, {c.big})")
 
+        def curl_blocks():
+            # How a bulk uploader (AzCopy, say) sends a big file: blocks in parallel, then one
+            # Put Block List. One curl process, BLOCK_PARTS transfers at once.
+            ids = [base64.b64encode(f"part-{i:04d}".encode()).decode() for i in range(BLOCK_PARTS)]
+            args = ["-Z", "--parallel-max", str(BLOCK_PARTS), "-H", f"x-ms-version: {X_MS_VERSION}",
+                    "-H", "Expect:", "-w", "%{http_code} %{size_upload}\n", "--max-time", str(curl_timeout)]
+            for i, part in enumerate(self.files["parts"]):
+                block_url = f"{url}&comp=block&blockid={urllib.parse.quote(ids[i], safe='')}"
+                args += ["-T", str(part), "-o", str(self.server.workdir / f"curl-block-{i}.txt"), block_url]
+            results = self.curl(args, timeout=curl_timeout + 30).split("\n")
+            codes = sorted(line for line in results if line.strip())
+            sizes = sum(int(line.split()[1]) for line in codes)
+            if any(line.split()[0] != "201" for line in codes) or sizes != c.big:
+                raise RuntimeError(f"Put Block: {codes}, uploaded {sizes} B")
+            body = "<?xml version='1.0' encoding='utf-8'?><BlockList>" + "".join(
+                f"<Latest>{i}</Latest>" for i in ids) + "</BlockList>"
+            out = self.curl(["-X", "PUT", "--data-binary", body, "-H", f"x-ms-version: {X_MS_VERSION}",
+                             "-H", "Content-Type: application/xml",
+                             "-o", str(self.server.workdir / "curl-body.txt"),
+                             "-w", "%{http_code}", f"{url}&comp=blocklist"], timeout=60)
+            if out != "201":
+                raise RuntimeError(f"Put Block List: HTTP {out}: {tail(self.server.workdir / 'curl-body.txt', 5)}")
+
         plan = []
         if "sdk" in c.rows:
             plan += [("sdk_up_1", sdk_up(1)), ("sdk_up_4", sdk_up(4)),
                      ("sdk_down_1", sdk_down(1)), ("sdk_down_4", sdk_down(4))]
         if "curl" in c.rows:
-            plan += [("curl_put", curl_put), ("curl_get", curl_get)]
+            plan += [("curl_put", curl_put), ("curl_get", curl_get), ("curl_blocks", curl_blocks)]
         for key, fn in plan:
             for _ in range(c.runs):
                 self.timed(key, fn)
@@ -684,18 +712,27 @@ def dd_baseline(cfg: Config, base: Path) -> tuple[list[float], str | None]:
 
 
 def make_files(cfg: Config, base: Path) -> dict[str, Path]:
-    big = base / "big.bin"
     chunk = os.urandom(8 * MiB)  # incompressible, repeated
-    with open(big, "wb") as f:
-        left = cfg.big
-        while left > 0:
-            n = min(left, len(chunk))
-            f.write(chunk[:n])
-            left -= n
+
+    def write(path: Path, start: int, end: int) -> Path:
+        """Bytes start..end of the big file: the chunk over and over."""
+        with open(path, "wb") as f:
+            at = start
+            while at < end:
+                offset = at % len(chunk)
+                n = min(end - at, len(chunk) - offset)
+                f.write(chunk[offset:offset + n])
+                at += n
+        return path
+
+    big = write(base / "big.bin", 0, cfg.big)
+    # The big file in BLOCK_PARTS pieces, for the parallel Put Block row (same bytes, same blob).
+    edges = [cfg.big * i // BLOCK_PARTS for i in range(BLOCK_PARTS + 1)]
+    parts = [write(base / f"big.part{i}", edges[i], edges[i + 1]) for i in range(BLOCK_PARTS)]
     small = base / "small.bin"
     small.write_bytes(os.urandom(cfg.small_size))
     os.sync()
-    return {"big": big, "small": small}
+    return {"big": big, "parts": parts, "small": small}
 
 
 def fmt_time(t: float) -> str:
