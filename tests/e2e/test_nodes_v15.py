@@ -713,6 +713,37 @@ def test_task_slots_limit_concurrency(client):
     assert max_overlap(all_completed(client, jid2, 2)) == 1
 
 
+def test_pack_fills_slots_not_queues_while_a_node_is_free(client):
+    """nodeFillType pack on 2 nodes x 1 slot: two long tasks run at once, one per node (a node
+    holds queued runs for its next free slot, but a task never queues while a slot is free)."""
+    pid = add_pool(client, 2, 1, task_scheduling_policy=bm.BatchTaskSchedulingPolicy(
+        node_fill_type=bm.BatchNodeFillType.PACK))
+    idle_nodes(client, pid, 2)
+    jid = add_job(client, pid)
+    add_tasks(client, jid, [task(f"p{i}", "/bin/sh -c 'sleep 1'") for i in range(2)])
+    done = all_completed(client, jid, 2)
+    assert {t.node_info.node_id for t in done} == {n.id for n in client.list_nodes(pid)}
+    assert max_overlap(done) == 2
+
+
+def test_a_free_slot_takes_tasks_queued_behind_a_long_one(client):
+    """2 nodes x 1 slot, spread: a long task on one node, a short one on the other, and quick
+    tasks queued behind both. Once the short one ends, its node runs every quick task, those
+    queued behind the long task included, as Azure starts tasks on any free slot."""
+    pid = add_pool(client, 2, 1)
+    idle_nodes(client, pid, 2)
+    jid = add_job(client, pid)
+    add_tasks(client, jid, [task("long", "/bin/sh -c 'sleep 4'"),
+                            task("short", "/bin/sh -c 'sleep 0.3'")]
+              + [task(f"q{i}", "/bin/true") for i in range(4)])
+    done = {t.id: t for t in all_completed(client, jid, 6)}
+    long_end = done["long"].execution_info.end_time
+    for i in range(4):
+        q = done[f"q{i}"]
+        assert q.execution_info.end_time < long_end - dt.timedelta(seconds=2), (q.id, q.node_info.node_id)
+        assert q.execution_info.retry_count == 0 and q.execution_info.exit_code == 0
+
+
 # == 12 / 15. node operations and their LROs ================================================
 
 def test_disable_and_enable_node_scheduling(client, marks):

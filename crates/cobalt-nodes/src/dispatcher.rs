@@ -112,6 +112,12 @@ const BUSY_TURN: usize = 4;
 /// How stale a node's task counters (`runningTasksCount`…) may be in its saved record: a
 /// burst of tasks then saves node records a few times a second, not on every turn.
 const COUNTERS_FLUSH: Duration = Duration::from_millis(100);
+/// A node takes this many times its task slots in queued runs beyond the runs it has: a slot
+/// that frees starts the next task at once, and a busy turn sends more tasks per message.
+const QUEUE_PER_SLOT: i32 = 2;
+/// A task run waiting this long in the queue of a full node while another node has a free
+/// slot is taken back and placed again (a free slot must not idle while tasks wait).
+const REBALANCE_AFTER: Duration = Duration::from_millis(100);
 
 struct NodeRt {
     node: Node,
@@ -170,6 +176,8 @@ struct PoolRt {
     dealloc: NodeDeallocationOption,
     /// The active jobs on the pool, best first (None: to be read again after a job changed).
     jobs: Option<Arc<Vec<cobalt_model::batch::Job>>>,
+    /// When its queues were last checked for runs a free slot elsewhere should take.
+    rebalanced: Instant,
 }
 
 /// One execution of a job preparation or release task on a node.
@@ -218,6 +226,8 @@ struct Run {
     began: bool,
     /// Where the task runs, recorded when it begins.
     node_info: Option<NodeInfo>,
+    /// When it was sent to the node.
+    sent: Instant,
 }
 
 struct Dispatcher {
@@ -324,6 +334,7 @@ impl Dispatcher {
             }
             self.flush_runs();
             self.clean_expired();
+            self.rebalance_all();
             self.schedule_all();
             self.reap();
             self.flush_nodes();
@@ -604,6 +615,7 @@ impl Dispatcher {
                     dirty: HashSet::new(),
                     lazy: HashSet::new(),
                     flushed: Instant::now(),
+                    rebalanced: Instant::now(),
                     recount: true,
                     removed: Vec::new(),
                     wants_schedule: true,
@@ -1080,6 +1092,7 @@ impl Dispatcher {
                 pgid: None,
                 began: true,
                 node_info: None,
+                sent: Instant::now(),
             },
         );
     }
@@ -1606,6 +1619,7 @@ impl Dispatcher {
                 pgid: None,
                 began: true,
                 node_info: None,
+                sent: Instant::now(),
             },
         );
         if let Some(n) = self.pools.get_mut(key).and_then(|p| p.nodes.get_mut(node)) {
@@ -1714,6 +1728,7 @@ impl Dispatcher {
                     pgid: None,
                     began: true,
                     node_info: None,
+                    sent: Instant::now(),
                 },
             );
         }
@@ -1847,7 +1862,7 @@ impl Dispatcher {
         let Some(rt) = self.pools.get(key) else {
             return;
         };
-        let depth = rt.pool.task_slots_per_node();
+        let depth = QUEUE_PER_SLOT * rt.pool.task_slots_per_node();
         let mut slots: Vec<Slots> = rt
             .nodes
             .iter()
@@ -1860,10 +1875,11 @@ impl Dispatcher {
             })
             .map(|(id, n)| Slots {
                 node: id.clone(),
-                free: n.free + depth,
+                free: n.free,
+                queue: depth,
             })
             .collect();
-        let free: i32 = slots.iter().map(|s| s.free).sum();
+        let free: i32 = slots.iter().map(|s| s.free + s.queue).sum();
         if free <= 0 {
             return;
         }
@@ -1895,6 +1911,7 @@ impl Dispatcher {
                     .map(|(s, ok)| Slots {
                         node: s.node.clone(),
                         free: if *ok { s.free } else { 0 },
+                        queue: if *ok { s.queue } else { 0 },
                     })
                     .collect();
                 let Some(i) = placement::place(&view, task.required_slots(), pack) else {
@@ -1940,6 +1957,7 @@ impl Dispatcher {
                             task_root_directory: Some(dir.clone()),
                             ..NodeInfo::default()
                         }),
+                        sent: Instant::now(),
                     },
                 );
             }
@@ -2096,6 +2114,60 @@ impl Dispatcher {
                     self.kill_run(run);
                 }
             }
+        }
+    }
+
+    /// Takes back the task runs that waited [`REBALANCE_AFTER`] or more in the queue of a full
+    /// node while another node of their pool has free slots (the runs ahead of them took
+    /// longer than the other node's): placed again, they start on those free slots.
+    fn rebalance_all(&mut self) {
+        let now = Instant::now();
+        let runs = &self.runs;
+        let mut taken = Vec::new();
+        for rt in self.pools.values_mut() {
+            if now.duration_since(rt.rebalanced) < REBALANCE_AFTER / 2 {
+                continue;
+            }
+            rt.rebalanced = now;
+            let open = |n: &&NodeRt| {
+                n.free > 0
+                    && n.out.is_some()
+                    && n.after_drain.is_none()
+                    && n.node.scheduling_state == SchedulingState::Enabled
+                    && matches!(n.node.state, NodeState::Idle | NodeState::Running)
+            };
+            let room = rt.nodes.values().filter(open).map(|n| n.free).max();
+            let Some(room) = room else {
+                continue;
+            };
+            let mut left: i32 = rt.nodes.values().filter(open).map(|n| n.free).sum();
+            let mut waiting: Vec<u64> = rt
+                .nodes
+                .values()
+                .filter(|n| n.free <= 0)
+                .flat_map(|n| n.runs.iter().copied())
+                .filter(|id| {
+                    runs.get(id).is_some_and(|r| {
+                        r.kind == RunKind::Task
+                            && !r.began
+                            && r.slots <= room
+                            && now.duration_since(r.sent) >= REBALANCE_AFTER
+                    })
+                })
+                .collect();
+            // The longest waiting first (run ids grow), as many as the free slots take.
+            waiting.sort_unstable();
+            for id in waiting {
+                let slots = runs.get(&id).map_or(i32::MAX, |r| r.slots);
+                if slots <= left {
+                    left -= slots;
+                    taken.push(id);
+                }
+            }
+        }
+        if !taken.is_empty() {
+            tracing::debug!(runs = taken.len(), "queued runs move to free slots");
+            self.withdraw(taken);
         }
     }
 

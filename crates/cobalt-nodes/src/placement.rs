@@ -11,21 +11,42 @@ use cobalt_proto::{Assignment, RunKind, layout};
 pub struct Slots {
     /// The node.
     pub node: String,
-    /// Free task slots.
+    /// Free task slots: its slots minus those of the runs it has (running or queued); below
+    /// zero when runs wait in its queue.
     pub free: i32,
+    /// How many slots' worth of runs may wait in its queue beyond its free slots.
+    pub queue: i32,
 }
 
-/// The node for a task needing `required` slots: with `pack`, the first (in the given order)
-/// that fits, so nodes fill up one after another; otherwise (spread) the one with the most free
-/// slots, so work spreads evenly. None when no node has room.
+/// The node for a task needing `required` slots. A node where it starts at once comes first:
+/// with `pack`, the first of those (in the given order), so nodes fill up one after another;
+/// otherwise (spread) the one with the most free slots, so work spreads evenly. When every
+/// node is full, the task waits in the queue of the node with the most room left (whatever
+/// the fill type: the shortest wait). None when no queue has room either.
 pub fn place(nodes: &[Slots], required: i32, pack: bool) -> Option<usize> {
-    let fits = nodes.iter().enumerate().filter(|(_, n)| n.free >= required);
-    if pack {
-        fits.map(|(i, _)| i).next()
+    let now = nodes.iter().enumerate().filter(|(_, n)| n.free >= required);
+    let at_once = if pack {
+        now.map(|(i, _)| i).next()
     } else {
-        fits.max_by_key(|(i, n)| (n.free, std::cmp::Reverse(*i)))
-            .map(|(i, _)| i)
-    }
+        most(now, |n| n.free)
+    };
+    at_once.or_else(|| {
+        let queued = nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.free + n.queue >= required);
+        most(queued, |n| n.free + n.queue)
+    })
+}
+
+/// The index of the node with the highest `room`, the first one on a tie.
+fn most<'a>(
+    nodes: impl Iterator<Item = (usize, &'a Slots)>,
+    room: impl Fn(&Slots) -> i32,
+) -> Option<usize> {
+    nodes
+        .max_by_key(|(i, n)| (room(n), std::cmp::Reverse(*i)))
+        .map(|(i, _)| i)
 }
 
 fn seconds(d: Option<&IsoDuration>) -> Option<f64> {
@@ -169,23 +190,39 @@ pub fn start_task_assignment(run: u64, start: &StartTask) -> Assignment {
 mod tests {
     use super::*;
 
-    fn nodes(free: &[i32]) -> Vec<Slots> {
+    fn nodes(free: &[i32], queue: i32) -> Vec<Slots> {
         free.iter()
             .enumerate()
             .map(|(i, f)| Slots {
                 node: format!("n{i}"),
                 free: *f,
+                queue,
             })
             .collect()
     }
 
     #[test]
     fn spread_prefers_the_emptiest_node_and_pack_the_first_that_fits() {
-        assert_eq!(place(&nodes(&[1, 3, 3]), 1, false), Some(1));
-        assert_eq!(place(&nodes(&[1, 3, 3]), 1, true), Some(0));
-        assert_eq!(place(&nodes(&[1, 3, 3]), 2, true), Some(1));
-        assert_eq!(place(&nodes(&[1, 1]), 2, false), None);
-        assert_eq!(place(&nodes(&[]), 1, false), None);
+        assert_eq!(place(&nodes(&[1, 3, 3], 0), 1, false), Some(1));
+        assert_eq!(place(&nodes(&[1, 3, 3], 0), 1, true), Some(0));
+        assert_eq!(place(&nodes(&[1, 3, 3], 0), 2, true), Some(1));
+        assert_eq!(place(&nodes(&[1, 1], 0), 2, false), None);
+        assert_eq!(place(&nodes(&[], 2), 1, false), None);
+    }
+
+    #[test]
+    fn a_task_waits_in_a_queue_only_when_no_node_can_start_it() {
+        // Pack fills the first node's slots, never its queue, while another node is free.
+        assert_eq!(place(&nodes(&[0, 1], 2), 1, true), Some(1));
+        assert_eq!(place(&nodes(&[1, 1], 2), 2, true), Some(0));
+        // Spread too: a free slot anywhere beats the roomiest queue.
+        assert_eq!(place(&nodes(&[-1, 1, 0], 4), 1, false), Some(1));
+        // All full: the queue with the most room, for both fill types.
+        assert_eq!(place(&nodes(&[-1, 0, -2], 2), 1, true), Some(1));
+        assert_eq!(place(&nodes(&[-1, 0, -2], 2), 1, false), Some(1));
+        assert_eq!(place(&nodes(&[-2, -2], 2), 1, false), None);
+        // A task needing more slots than any node has free waits where the most room is.
+        assert_eq!(place(&nodes(&[1, 0], 2), 2, false), Some(0));
     }
 
     #[test]
