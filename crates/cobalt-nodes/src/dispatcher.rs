@@ -132,6 +132,17 @@ struct NodeRt {
     after_drain: Option<Drain>,
 }
 
+impl NodeRt {
+    /// Whether new task runs may go to the node: connected, not draining, scheduling enabled,
+    /// idle or running.
+    fn takes_tasks(&self) -> bool {
+        self.out.is_some()
+            && self.after_drain.is_none()
+            && self.node.scheduling_state == SchedulingState::Enabled
+            && matches!(self.node.state, NodeState::Idle | NodeState::Running)
+    }
+}
+
 /// How [`Dispatcher::stop_runs`] settles the tasks of the runs it kills.
 enum Stop<'a> {
     /// Back to the queue, counted as a requeue the user asked for.
@@ -1866,13 +1877,7 @@ impl Dispatcher {
         let mut slots: Vec<Slots> = rt
             .nodes
             .iter()
-            .filter(|(_, n)| {
-                n.out.is_some()
-                    && n.after_drain.is_none()
-                    && n.free + depth > 0
-                    && n.node.scheduling_state == SchedulingState::Enabled
-                    && matches!(n.node.state, NodeState::Idle | NodeState::Running)
-            })
+            .filter(|(_, n)| n.free + depth > 0 && n.takes_tasks())
             .map(|(id, n)| Slots {
                 node: id.clone(),
                 free: n.free,
@@ -2129,13 +2134,7 @@ impl Dispatcher {
                 continue;
             }
             rt.rebalanced = now;
-            let open = |n: &&NodeRt| {
-                n.free > 0
-                    && n.out.is_some()
-                    && n.after_drain.is_none()
-                    && n.node.scheduling_state == SchedulingState::Enabled
-                    && matches!(n.node.state, NodeState::Idle | NodeState::Running)
-            };
+            let open = |n: &&NodeRt| n.free > 0 && n.takes_tasks();
             let room = rt.nodes.values().filter(open).map(|n| n.free).max();
             let Some(room) = room else {
                 continue;
