@@ -231,7 +231,7 @@ impl Batch {
         limit: usize,
         queued: &HashSet<(String, String)>,
     ) -> BatchResult<Vec<RunnableJob>> {
-        // Copies of the tasks found are cached for `start_runs` if nothing is written meanwhile.
+        // Copies of the tasks found are cached for `record_runs` if nothing is written meanwhile.
         let seen = self.generation();
         let mut out = Vec::new();
         let mut left = limit;
@@ -331,29 +331,15 @@ impl Batch {
         Ok(true)
     }
 
-    /// Marks tasks `running` on their nodes, in one transaction. Returns the (job, task) id
-    /// keys of those that were still active (the others were terminated or deleted meanwhile).
-    pub fn start_runs(
-        &self,
-        account: &str,
-        starts: Vec<RunStart>,
-    ) -> BatchResult<Vec<(String, String)>> {
-        Ok(self.record_runs(account, starts, Vec::new(), &[])?.started)
-    }
-
-    /// Records how runs ended, in one transaction: completion or retry, exit conditions and
-    /// job actions. Stale runs (the task is no longer running on that node) are ignored.
-    pub fn finish_runs(
-        &self,
-        account: &str,
-        outcomes: Vec<RunOutcome>,
-    ) -> BatchResult<Vec<RunFate>> {
-        Ok(self.record_runs(account, Vec::new(), outcomes, &[])?.fates)
-    }
-
-    /// [`Batch::start_runs`] and [`Batch::finish_runs`] in one transaction (deferred when it
-    /// only starts runs: a start is rebuilt after a crash; durable when a run ended). A run is
-    /// either started or finished in one call, not both (an outcome's `began` covers that).
+    /// Records a turn's runs in one transaction (deferred when it only starts runs: a start is
+    /// rebuilt after a crash; durable when a run ended):
+    /// - `starts` mark tasks `running` on their nodes; [`RunsRecorded::started`] lists those
+    ///   still active (the others were terminated or deleted meanwhile);
+    /// - `outcomes` record how runs ended: completion or retry, exit conditions and job
+    ///   actions; stale runs (the task is no longer running on that node) are ignored.
+    ///
+    /// A run is either started or finished in one call, not both (an outcome's `began` covers
+    /// that).
     /// `nodes` (pool id, node record) are saved in the same transaction, so a node's counters
     /// never lag the tasks it ran.
     pub fn record_runs(

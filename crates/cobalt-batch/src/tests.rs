@@ -361,12 +361,16 @@ fn runs_write_over_what_the_store_holds_not_over_older_copies() {
     )
     .unwrap();
     // t2 is terminated while it runs: its end is stale.
-    let started = b.start_runs(A, vec![start("t1"), start("t2")]).unwrap();
+    let started = b
+        .record_runs(A, vec![start("t1"), start("t2")], Vec::new(), &[])
+        .unwrap()
+        .started;
     assert_eq!(started.len(), 2);
     b.terminate_task(A, "j", "t2", &no()).unwrap();
     let fates = b
-        .finish_runs(A, vec![outcome("t1", 1), outcome("t2", 0)])
-        .unwrap();
+        .record_runs(A, Vec::new(), vec![outcome("t1", 1), outcome("t2", 0)], &[])
+        .unwrap()
+        .fates;
     assert_eq!(fates, vec![RunFate::Retried, RunFate::Ignored]);
     let t1 = b.get_task(A, "j", "t1", &no()).unwrap();
     assert_eq!(
@@ -389,20 +393,35 @@ fn runs_write_over_what_the_store_holds_not_over_older_copies() {
         task_id: id.into(),
         node_info: node.clone(),
     };
-    assert_eq!(b.start_runs(A, vec![start2("a")]).unwrap().len(), 1);
+    assert_eq!(
+        b.record_runs(A, vec![start2("a")], Vec::new(), &[])
+            .unwrap()
+            .started
+            .len(),
+        1
+    );
     b.terminate_job(A, "j2", json!({}), &no()).unwrap();
-    assert!(b.start_runs(A, vec![start2("b")]).unwrap().is_empty());
+    assert!(
+        b.record_runs(A, vec![start2("b")], Vec::new(), &[])
+            .unwrap()
+            .started
+            .is_empty()
+    );
 
     // Found, started and ended with nothing in between: the copies carry it through.
     let jobs = b.pool_jobs(A, "p").unwrap();
     let found = b.runnable(A, &jobs, 10, &HashSet::new()).unwrap();
     assert_eq!(found[0].tasks[0].spec.id, "t1");
-    b.start_runs(A, vec![start("t1")]).unwrap();
+    b.record_runs(A, vec![start("t1")], Vec::new(), &[])
+        .unwrap();
     assert_eq!(
         b.get_task(A, "j", "t1", &no()).unwrap().state,
         TaskState::Running
     );
-    let fates = b.finish_runs(A, vec![outcome("t1", 0)]).unwrap();
+    let fates = b
+        .record_runs(A, Vec::new(), vec![outcome("t1", 0)], &[])
+        .unwrap()
+        .fates;
     assert_eq!(fates, vec![RunFate::Completed(TaskResult::Success)]);
     let t1 = b.get_task(A, "j", "t1", &no()).unwrap();
     assert_eq!(
