@@ -48,6 +48,8 @@ struct RunControl {
     stop: watch::Sender<Stop>,
     /// The process group, once spawned (0 before).
     pgid: Arc<AtomicI32>,
+    /// The run has its slots and is under way: it can no longer be withdrawn.
+    begun: bool,
 }
 
 /// The runs in progress, and the node's task slots.
@@ -132,6 +134,7 @@ impl Runs {
             let control = RunControl {
                 stop,
                 pgid: pgid.clone(),
+                begun: false,
             };
             table.insert(assignment.run, control);
         }
@@ -161,6 +164,11 @@ impl Runs {
                 }
                 None => None,
             };
+            if !runs.begin(run) {
+                // Withdrawn while it waited: the server has it back (its slots go back with
+                // the permit).
+                return;
+            }
             // A queued run with files to download says it began now, so that its task shows
             // `running` while they download; otherwise `Started` says it, a moment later,
             // and the server hears one message less per task.
@@ -181,6 +189,31 @@ impl Runs {
             }
             runs.lock().remove(&run);
         });
+    }
+
+    /// Marks a run as under way; false if it was withdrawn meanwhile (it must not start).
+    fn begin(&self, run: u64) -> bool {
+        match self.lock().get_mut(&run) {
+            Some(control) => {
+                control.begun = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes back a run that waits for its slots: it never starts and reports nothing. False
+    /// if it has begun, or is not here (ended, or never arrived).
+    pub fn withdraw(&self, run: u64) -> bool {
+        let mut table = self.lock();
+        if table.get(&run).is_none_or(|c| c.begun) {
+            return false;
+        }
+        if let Some(control) = table.remove(&run) {
+            // Wakes the run out of its wait for slots.
+            control.stop.send_replace(Stop::Leave);
+        }
+        true
     }
 
     /// Kills a run's process tree (its `Ended` follows). False if no such run is going.

@@ -291,7 +291,7 @@ impl Agent {
         }
         runs.extend(self.pending.iter().filter_map(|e| match e {
             Event::Ended(end) => Some(end.run),
-            Event::Began { .. } | Event::Started { .. } => None,
+            Event::Began { .. } | Event::Started { .. } | Event::Withdrawn { .. } => None,
         }));
         runs.into_iter().collect()
     }
@@ -386,6 +386,13 @@ impl Agent {
             ServerMessage::Run { runs } => {
                 for assignment in runs {
                     self.runs.start(link.ctx.clone(), assignment);
+                }
+            }
+            ServerMessage::Withdraw { runs } => {
+                for run in runs {
+                    if self.runs.withdraw(run) {
+                        let _ = link.ctx.events.send(Event::Withdrawn { run });
+                    }
                 }
             }
             ServerMessage::Kill { run } => {
@@ -586,7 +593,7 @@ mod tests {
             .map(|e| match e {
                 Event::Started { run, .. } => (false, *run),
                 Event::Ended(end) => (true, end.run),
-                Event::Began { run, .. } => (false, *run),
+                Event::Began { run, .. } | Event::Withdrawn { run } => (false, *run),
             })
             .collect();
         assert_eq!(runs, vec![(false, 2), (true, 1), (true, 3)]);

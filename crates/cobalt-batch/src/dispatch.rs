@@ -397,10 +397,18 @@ impl Batch {
         let mut started = Vec::new();
         for s in starts {
             let job_key = id_key(&s.job_id);
-            let job_active = self
-                .current_job(account, &s.job_id)?
-                .is_some_and(|j| j.state == JobState::Active);
-            if !job_active {
+            // A disabled job lets the runs it has finish (disable with `wait`), and so a run
+            // its agent began as it was asked back: any other was stopped with the job.
+            let job_runs = self.current_job(account, &s.job_id)?.is_some_and(|j| {
+                matches!(
+                    j.state,
+                    JobState::Active
+                        | JobState::Enabling
+                        | JobState::Disabling
+                        | JobState::Disabled
+                )
+            });
+            if !job_runs {
                 continue;
             }
             let Some(mut task) = self.task_to_write(account, &s.job_id, &s.task_id)? else {

@@ -239,6 +239,9 @@ struct Run {
     node_info: Option<NodeInfo>,
     /// When it was sent to the node.
     sent: Instant,
+    /// Asked back from its node's queue (`Withdraw`): until the agent answers, its task stays
+    /// `active` and its slots stay taken. If the agent began it first, it runs as usual.
+    withdrawing: bool,
 }
 
 struct Dispatcher {
@@ -849,7 +852,19 @@ impl Dispatcher {
         tasks
     }
 
+    /// Drops a run from the books at once, and tells its agent to kill it.
     fn kill_run(&mut self, run: u64) {
+        self.drop_run(run, true);
+    }
+
+    /// The agent gave back a run it was asked to withdraw: its slots are free, and its task,
+    /// still `active`, is placed again.
+    fn on_withdrawn(&mut self, run: u64) {
+        self.drop_run(run, false);
+    }
+
+    /// Drops a run from the books and frees its slots; `kill`: tells its agent to kill it.
+    fn drop_run(&mut self, run: u64, kill: bool) {
         let Some(r) = self.runs.remove(&run) else {
             return;
         };
@@ -858,7 +873,7 @@ impl Dispatcher {
         if let Some(rt) = self.pools.get_mut(&r.pool)
             && let Some(node) = rt.nodes.get_mut(&r.node)
         {
-            if let Some(out) = &node.out {
+            if kill && let Some(out) = &node.out {
                 let _ = out.send(ServerMessage::Kill { run });
             }
             node.runs.remove(&run);
@@ -1104,6 +1119,7 @@ impl Dispatcher {
                 began: true,
                 node_info: None,
                 sent: Instant::now(),
+                withdrawing: false,
             },
         );
     }
@@ -1140,6 +1156,11 @@ impl Dispatcher {
                         Event::Began { run, .. } => {
                             if self.runs.get(&run).is_some_and(mine) {
                                 self.on_began(run);
+                            }
+                        }
+                        Event::Withdrawn { run } => {
+                            if self.runs.get(&run).is_some_and(|r| mine(r) && !r.began) {
+                                self.on_withdrawn(run);
                             }
                         }
                         Event::Started { run, pgid, .. } => {
@@ -1391,7 +1412,7 @@ impl Dispatcher {
                 self.touch_node(&key, id);
             }
             NodeAction::DisableScheduling(option) => {
-                self.withdraw_queued(&key, id);
+                self.recall_queued(&key, id);
                 self.stop_node_runs(&key, id, option);
                 let Some(n) = self.pools.get_mut(&key).and_then(|p| p.nodes.get_mut(id)) else {
                     return Err(NodeActionError::NotFound);
@@ -1435,7 +1456,7 @@ impl Dispatcher {
     /// `retaineddata` let its running tasks finish first (no new task goes to it meanwhile);
     /// `requeue` and `terminate` stop them now.
     fn drain_or(&mut self, key: &PoolKey, id: &str, option: NodeDeallocationOption, drain: Drain) {
-        self.withdraw_queued(key, id);
+        self.recall_queued(key, id);
         let busy = self
             .pools
             .get(key)
@@ -1631,6 +1652,7 @@ impl Dispatcher {
                 began: true,
                 node_info: None,
                 sent: Instant::now(),
+                withdrawing: false,
             },
         );
         if let Some(n) = self.pools.get_mut(key).and_then(|p| p.nodes.get_mut(node)) {
@@ -1740,6 +1762,7 @@ impl Dispatcher {
                     began: true,
                     node_info: None,
                     sent: Instant::now(),
+                    withdrawing: false,
                 },
             );
         }
@@ -1963,6 +1986,7 @@ impl Dispatcher {
                             ..NodeInfo::default()
                         }),
                         sent: Instant::now(),
+                        withdrawing: false,
                     },
                 );
             }
@@ -2017,7 +2041,9 @@ impl Dispatcher {
         let queued: Vec<(u64, usize)> = self
             .runs
             .iter()
-            .filter(|(_, r)| r.pool == *key && r.kind == RunKind::Task && !r.began)
+            .filter(|(_, r)| {
+                r.pool == *key && r.kind == RunKind::Task && !r.began && !r.withdrawing
+            })
             .filter_map(|(id, r)| Some((*id, rank(&r.job)?)))
             .collect();
         let Some(worst) = queued.iter().map(|(_, r)| *r).max().filter(|w| *w > 0) else {
@@ -2033,11 +2059,12 @@ impl Dispatcher {
         let Some(best) = better.first().and_then(|rj| rank(&rj.job.id)) else {
             return;
         };
-        for (run, r) in queued {
-            if r > best {
-                self.kill_run(run);
-            }
-        }
+        let worse = queued
+            .into_iter()
+            .filter(|(_, r)| *r > best)
+            .map(|(run, _)| run)
+            .collect();
+        self.withdraw(worse);
     }
 
     /// A queued task run got its slots on its node: its task is `running` from the next
@@ -2050,6 +2077,7 @@ impl Dispatcher {
             return;
         }
         r.began = true;
+        r.withdrawing = false;
         let (key, node) = (r.pool.clone(), r.node.clone());
         let start = RunStart {
             job_id: r.job.clone(),
@@ -2149,6 +2177,7 @@ impl Dispatcher {
                     runs.get(id).is_some_and(|r| {
                         r.kind == RunKind::Task
                             && !r.began
+                            && !r.withdrawing
                             && r.slots <= room
                             && now.duration_since(r.sent) >= REBALANCE_AFTER
                     })
@@ -2170,21 +2199,16 @@ impl Dispatcher {
         }
     }
 
-    /// Takes back the task runs waiting in a node's queue (not begun): their tasks are still
-    /// `active`, and go to other nodes.
-    fn withdraw_queued(&mut self, key: &PoolKey, id: &str) {
+    /// Takes back the task runs waiting in a node's queue (not begun) at once, with `Kill`: the
+    /// node is leaving or stops taking tasks, so one its agent began meanwhile stops too. Their
+    /// tasks are still `active`, and go to other nodes.
+    fn recall_queued(&mut self, key: &PoolKey, id: &str) {
         let runs: Vec<u64> = self
             .pools
             .get(key)
             .and_then(|p| p.nodes.get(id))
             .map(|n| n.runs.iter().copied().collect())
             .unwrap_or_default();
-        self.withdraw(runs);
-    }
-
-    /// Takes back those of `runs` that are task runs not begun yet (their tasks are still
-    /// `active`, so nothing is written).
-    fn withdraw(&mut self, runs: Vec<u64>) {
         for run in runs {
             if self
                 .runs
@@ -2192,6 +2216,50 @@ impl Dispatcher {
                 .is_some_and(|r| r.kind == RunKind::Task && !r.began)
             {
                 self.kill_run(run);
+            }
+        }
+    }
+
+    /// Asks the agents to give back those of `runs` that are task runs waiting in their queue
+    /// (not begun, not asked already). Each comes back with `Withdrawn` (`on_withdrawn`), or
+    /// runs if its agent began it first: a run is never killed for being moved. Runs of a node
+    /// that is not connected are dropped at once. Their tasks are still `active`, so nothing
+    /// is written.
+    fn withdraw(&mut self, runs: Vec<u64>) {
+        let mut asks: HashMap<(PoolKey, String), Vec<u64>> = HashMap::new();
+        let mut gone = Vec::new();
+        for run in runs {
+            let Some(r) = self.runs.get_mut(&run) else {
+                continue;
+            };
+            if r.kind != RunKind::Task || r.began || r.withdrawing {
+                continue;
+            }
+            let connected = self
+                .pools
+                .get(&r.pool)
+                .and_then(|p| p.nodes.get(&r.node))
+                .is_some_and(|n| n.out.is_some());
+            if connected {
+                r.withdrawing = true;
+                asks.entry((r.pool.clone(), r.node.clone()))
+                    .or_default()
+                    .push(run);
+            } else {
+                gone.push(run);
+            }
+        }
+        for run in gone {
+            self.drop_run(run, false);
+        }
+        for ((key, node), runs) in asks {
+            if let Some(out) = self
+                .pools
+                .get(&key)
+                .and_then(|p| p.nodes.get(&node))
+                .and_then(|n| n.out.as_ref())
+            {
+                let _ = out.send(ServerMessage::Withdraw { runs });
             }
         }
     }

@@ -101,6 +101,12 @@ pub enum Event {
     },
     /// A run ended, one way or another.
     Ended(RunEnd),
+    /// A run the server asked back ([`ServerMessage::Withdraw`]) left the agent's queue
+    /// before it began: it never ran, and nothing else is said about it.
+    Withdrawn {
+        /// The run.
+        run: u64,
+    },
 }
 
 /// The end of a run.
@@ -142,6 +148,14 @@ pub enum ServerMessage {
     Kill {
         /// The run.
         run: u64,
+    },
+    /// Give back these runs if they still wait in the queue for their slots: each one that
+    /// does is dropped and answered with [`Event::Withdrawn`]. A run that has begun goes on
+    /// (its `Began`/`Started`/`Ended` say so), and an unknown one is ignored: unlike `Kill`,
+    /// this never stops a process.
+    Withdraw {
+        /// The runs.
+        runs: Vec<u64>,
     },
     /// Remove a task directory (retention time over, task deleted).
     Clean {

@@ -1,16 +1,22 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a failure is a test failure
 //! Integration tests of the Batch control plane through the real server: durability across a
-//! restart, conditional requests, add-collection limits, validation errors, filtered paging
-//! and job schedules creating jobs. Requests are signed as the SDKs sign them.
+//! restart, conditional requests, add-collection limits, validation errors, filtered paging,
+//! job schedules creating jobs, and the scheduler's side of the agent protocol with a scripted
+//! node agent. Requests are signed as the SDKs sign them.
 
 use std::path::Path;
 use std::time::Duration;
 
 use cobalt_batch_api::auth::{SignedRequest, strings_to_sign};
+use cobalt_model::batch::{TaskResult, Timestamp};
 use cobalt_model::{AccountKey, DEV_ACCOUNT_KEY, DEV_BATCH_ACCOUNT};
+use cobalt_proto::{
+    AGENT_PATH, AgentMessage, Assignment, Event, Hello, RunEnd, ServerMessage, TOKEN_HEADER,
+};
 use cobalt_server::{Server, ServerConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 const V: &str = "api-version=2024-02-01.19.0";
 
@@ -807,5 +813,232 @@ async fn stats_are_expanded_on_request() {
     )
     .await;
     assert_eq!(r.body["code"], "InvalidQueryParameterValue");
+    server.shutdown().await;
+}
+
+/// A node agent whose every word the test scripts, on the server's agent endpoint.
+struct ScriptedAgent {
+    ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    /// Every message the server sent, in order.
+    heard: Vec<ServerMessage>,
+}
+
+impl ScriptedAgent {
+    /// Joins `pool` as a new remote node, and waits for `Welcome`.
+    async fn join(server: &Server, pool: &str) -> Self {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let address = server.batch_url().trim_start_matches("http://").to_owned();
+        let mut request = format!("ws://{address}{AGENT_PATH}")
+            .into_client_request()
+            .unwrap();
+        let key = AccountKey::from_base64(DEV_BATCH_ACCOUNT, DEV_ACCOUNT_KEY).unwrap();
+        let token = cobalt_proto::agent_token(&key, DEV_BATCH_ACCOUNT, pool);
+        request
+            .headers_mut()
+            .insert(TOKEN_HEADER, token.parse().unwrap());
+        let tcp = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let (ws, _) = tokio_tungstenite::client_async(request, tcp).await.unwrap();
+        let mut agent = Self {
+            ws,
+            heard: Vec::new(),
+        };
+        agent
+            .say(AgentMessage::Hello(Hello {
+                account: DEV_BATCH_ACCOUNT.into(),
+                pool_id: pool.into(),
+                node_id: None,
+                hostname: "scripted".into(),
+                ip_address: "127.0.0.1".into(),
+                agent_version: "scripted".into(),
+                is_root: false,
+                running: Vec::new(),
+            }))
+            .await;
+        agent.hear(|m| matches!(m, ServerMessage::Welcome(_))).await;
+        agent
+    }
+
+    async fn say(&mut self, message: AgentMessage) {
+        use futures_util::SinkExt;
+        let text = serde_json::to_string(&message).unwrap();
+        self.ws.send(WsMessage::Text(text.into())).await.unwrap();
+    }
+
+    async fn events(&mut self, events: Vec<Event>) {
+        self.say(AgentMessage::Events { events }).await;
+    }
+
+    /// Reads until a message `wanted` accepts arrives, and returns it.
+    async fn hear(&mut self, wanted: impl Fn(&ServerMessage) -> bool) -> ServerMessage {
+        use futures_util::StreamExt;
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("the server did not say it; heard {:?}", self.heard))
+                .expect("the server closed the connection")
+                .unwrap();
+            let WsMessage::Text(text) = frame else {
+                continue;
+            };
+            let message: ServerMessage = serde_json::from_str(&text).unwrap();
+            self.heard.push(message.clone());
+            if wanted(&message) {
+                return message;
+            }
+        }
+    }
+
+    /// Reads until `n` task runs have come; returns (task id, run) in the order they came.
+    async fn runs(&mut self, n: usize) -> Vec<(String, Assignment)> {
+        let mut runs = Vec::new();
+        while runs.len() < n {
+            if let ServerMessage::Run { runs: batch } =
+                self.hear(|m| matches!(m, ServerMessage::Run { .. })).await
+            {
+                runs.extend(batch.into_iter().map(|a| {
+                    let task = a.dir.rsplit('/').next().unwrap().to_owned();
+                    (task, a)
+                }));
+            }
+        }
+        runs
+    }
+}
+
+fn ended_ok(run: u64) -> Event {
+    Event::Ended(RunEnd {
+        run,
+        start_time: Some(Timestamp::now()),
+        end_time: Timestamp::now(),
+        exit_code: Some(0),
+        result: TaskResult::Success,
+        failure_info: None,
+        pre_processing_error: false,
+        file_upload_error: false,
+    })
+}
+
+fn started(run: u64) -> Event {
+    Event::Started {
+        run,
+        at: Timestamp::now(),
+        pgid: None,
+    }
+}
+
+/// Polls a task until it is in `state`; returns it.
+async fn task_in(server: &Server, job: &str, task: &str, state: &str) -> Value {
+    let path = format!("/jobs/{job}/tasks/{task}?{V}");
+    for _ in 0..200 {
+        let t = call(server, Method::GET, &path, None, &[]).await.body;
+        if t["state"] == state {
+            return t;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("task {task} never became {state}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_run_is_withdrawn_not_killed_and_runs_on_if_its_agent_began_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_in(dir.path()).await;
+    let created = call(
+        &server,
+        Method::POST,
+        &format!("/pools?{V}"),
+        Some(&pool_body("scripted", 0)),
+        &[],
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let mut agent = ScriptedAgent::join(&server, "scripted").await;
+    let job = json!({"id": "race", "poolInfo": {"poolId": "scripted"}});
+    let job_created = call(
+        &server,
+        Method::POST,
+        &format!("/jobs?{V}"),
+        Some(&job),
+        &[],
+    )
+    .await;
+    assert_eq!(job_created.status, StatusCode::CREATED);
+    add_tasks(
+        &server,
+        "race",
+        ["a", "b", "c"].map(String::from).into_iter(),
+    )
+    .await;
+
+    // One slot: `a` takes it, `b` and `c` wait in the agent's queue.
+    let runs = agent.runs(3).await;
+    let run_of = |task: &str| runs.iter().find(|(t, _)| t == task).unwrap().1.clone();
+    let (a, b, c) = (run_of("a"), run_of("b"), run_of("c"));
+    agent.events(vec![started(a.run)]).await;
+    task_in(&server, "race", "a", "running").await;
+
+    // Disabling the job with `wait` asks for the queued runs back; it kills nothing.
+    let disabled = call(
+        &server,
+        Method::POST,
+        &format!("/jobs/race/disable?{V}"),
+        Some(&json!({"disableTasks": "wait"})),
+        &[],
+    )
+    .await;
+    assert_eq!(disabled.status, StatusCode::ACCEPTED);
+    let ServerMessage::Withdraw { runs: asked } = agent
+        .hear(|m| matches!(m, ServerMessage::Withdraw { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    let mut asked = asked;
+    asked.sort_unstable();
+    assert_eq!(asked, vec![b.run, c.run]);
+
+    // `b` had begun as the request came: it runs on. `c` goes back.
+    agent
+        .events(vec![
+            ended_ok(a.run),
+            started(b.run),
+            Event::Withdrawn { run: c.run },
+        ])
+        .await;
+    agent.events(vec![ended_ok(b.run)]).await;
+    let done = task_in(&server, "race", "b", "completed").await;
+    assert_eq!(done["executionInfo"]["result"], "success", "{done}");
+    assert_eq!(done["executionInfo"]["requeueCount"], 0, "{done}");
+    task_in(&server, "race", "a", "completed").await;
+    assert_eq!(
+        task_in(&server, "race", "c", "active").await["state"],
+        "active"
+    );
+    assert!(
+        !agent
+            .heard
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Kill { .. })),
+        "{:?}",
+        agent.heard
+    );
+
+    // Enabled again, `c` comes back as a new run, and completes.
+    let enabled = call(
+        &server,
+        Method::POST,
+        &format!("/jobs/race/enable?{V}"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(enabled.status, StatusCode::ACCEPTED);
+    let again = agent.runs(1).await.remove(0);
+    assert_eq!(again.0, "c");
+    assert_ne!(again.1.run, c.run);
+    agent
+        .events(vec![started(again.1.run), ended_ok(again.1.run)])
+        .await;
+    task_in(&server, "race", "c", "completed").await;
     server.shutdown().await;
 }

@@ -227,7 +227,7 @@ async fn events_of_many_quick_runs_are_batched() {
             conn.events.iter().position(|e| match e {
                 Event::Started { run: r, .. } => started && *r == run,
                 Event::Ended(end) => !started && end.run == run,
-                Event::Began { .. } => false,
+                Event::Began { .. } | Event::Withdrawn { .. } => false,
             })
         };
         let ends = conn
@@ -313,12 +313,65 @@ async fn queued_runs_wait_for_a_slot_in_the_order_they_came() {
     conn.ended(6).await;
     assert!(
         !conn.events.iter().any(|e| match e {
-            Event::Started { run, .. } | Event::Began { run, .. } => *run == 5,
+            Event::Started { run, .. } | Event::Began { run, .. } | Event::Withdrawn { run } =>
+                *run == 5,
             Event::Ended(end) => end.run == 5,
         }),
         "{:?}",
         conn.events
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawn_run_leaves_the_queue_but_a_begun_one_runs_on() {
+    let mut server = FakeServer::start("secret-token").await;
+    let agent = TestAgent::start(&server.url, "secret-token");
+    let mut conn = server.next_conn().await;
+    conn.welcome_with_slots("node-1", 5, 1).await;
+    conn.run(vec![
+        queued(1, "/bin/sh -c 'sleep 0.4; echo one'"),
+        queued(2, "/bin/sh -c 'echo two'"),
+        queued(3, "/bin/sh -c 'echo three'"),
+    ])
+    .await;
+    conn.started(1).await;
+    // Run 1 has begun: withdrawing it does nothing. Run 2 waits for the slot: it comes back.
+    // Run 9 is unknown: ignored.
+    conn.send(ServerMessage::Withdraw {
+        runs: vec![1, 2, 9],
+    })
+    .await;
+    let end = conn.ended(1).await;
+    assert_eq!(end.result, TaskResult::Success, "{end:?}");
+    assert_eq!(agent.stdout(1), "one\n");
+    // Run 3 takes the slot run 2 would have had.
+    conn.ended(3).await;
+    assert_eq!(agent.stdout(3), "three\n");
+    let about = |run: u64| -> Vec<&Event> {
+        conn.events
+            .iter()
+            .filter(|e| match e {
+                Event::Started { run: r, .. }
+                | Event::Began { run: r, .. }
+                | Event::Withdrawn { run: r } => *r == run,
+                Event::Ended(end) => end.run == run,
+            })
+            .collect()
+    };
+    assert!(
+        matches!(about(2)[..], [Event::Withdrawn { run: 2 }]),
+        "{:?}",
+        conn.events
+    );
+    assert!(about(9).is_empty(), "{:?}", conn.events);
+    assert!(
+        !about(1)
+            .iter()
+            .any(|e| matches!(e, Event::Withdrawn { .. })),
+        "{:?}",
+        conn.events
+    );
+    assert!(!agent.task_dir(2).join("stdout.txt").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
