@@ -300,6 +300,24 @@ pub fn spawn(
     Ok(())
 }
 
+/// Whether `node` may start tasks of `job` as far as the job's preparation task goes: the job
+/// has none, does not wait for it, or it succeeded there.
+fn prep_allows(
+    preps: &HashMap<(String, String), BTreeMap<String, PrepRelease>>,
+    account: &str,
+    job: &cobalt_model::batch::Job,
+    node: &str,
+) -> bool {
+    let Some(prep) = &job.spec.job_preparation_task else {
+        return true;
+    };
+    !prep.wait_for_success.unwrap_or(true)
+        || preps
+            .get(&(account.to_owned(), id_key(&job.id)))
+            .and_then(|m| m.get(node))
+            .is_some_and(|p| p.prep.completed && p.prep.result == Some(TaskResult::Success))
+}
+
 fn pool_key(account: &str, pool: &str) -> PoolKey {
     (account.to_owned(), id_key(pool))
 }
@@ -1580,23 +1598,16 @@ impl Dispatcher {
         let Some(prep) = job.spec.job_preparation_task.clone() else {
             return vec![true; slots.len()];
         };
-        let wait = prep.wait_for_success.unwrap_or(true);
         let mut ready = Vec::with_capacity(slots.len());
         for s in slots {
-            let entry = self
+            let started = self
                 .preps
                 .get(&(account.to_owned(), id_key(&job.id)))
-                .and_then(|m| m.get(&s.node))
-                .map(|p| p.prep.clone());
-            let ok = match entry {
-                None => {
-                    self.start_prep(key, account, job, &s.node, &prep, 0);
-                    !wait
-                }
-                Some(run) if !run.completed => !wait,
-                Some(run) => run.result == Some(TaskResult::Success) || !wait,
-            };
-            ready.push(ok);
+                .is_some_and(|m| m.contains_key(&s.node));
+            if !started {
+                self.start_prep(key, account, job, &s.node, &prep, 0);
+            }
+            ready.push(prep_allows(&self.preps, account, job, &s.node));
         }
         ready
     }
@@ -2155,19 +2166,32 @@ impl Dispatcher {
     /// longer than the other node's): placed again, they start on those free slots.
     fn rebalance_all(&mut self) {
         let now = Instant::now();
-        let runs = &self.runs;
+        let (runs, preps) = (&self.runs, &self.preps);
         let mut taken = Vec::new();
         for rt in self.pools.values_mut() {
             if now.duration_since(rt.rebalanced) < REBALANCE_AFTER / 2 {
                 continue;
             }
             rt.rebalanced = now;
-            let open = |n: &&NodeRt| n.free > 0 && n.takes_tasks();
-            let room = rt.nodes.values().filter(open).map(|n| n.free).max();
-            let Some(room) = room else {
+            let open: Vec<(&String, i32)> = rt
+                .nodes
+                .iter()
+                .filter(|(_, n)| n.free > 0 && n.takes_tasks())
+                .map(|(id, n)| (id, n.free))
+                .collect();
+            if open.is_empty() {
                 continue;
+            }
+            let mut left: i32 = open.iter().map(|(_, free)| free).sum();
+            // A free node whose preparation task for the run's job has not succeeded cannot
+            // start it: the run would only come back to a queue.
+            let jobs = rt.jobs.as_deref().map(Vec::as_slice).unwrap_or_default();
+            let fits = |r: &Run| {
+                let job = jobs.iter().find(|j| id_key(&j.id) == id_key(&r.job));
+                open.iter().any(|(node, free)| {
+                    *free >= r.slots && job.is_none_or(|j| prep_allows(preps, &rt.account, j, node))
+                })
             };
-            let mut left: i32 = rt.nodes.values().filter(open).map(|n| n.free).sum();
             let mut waiting: Vec<u64> = rt
                 .nodes
                 .values()
@@ -2178,8 +2202,8 @@ impl Dispatcher {
                         r.kind == RunKind::Task
                             && !r.began
                             && !r.withdrawing
-                            && r.slots <= room
                             && now.duration_since(r.sent) >= REBALANCE_AFTER
+                            && fits(r)
                     })
                 })
                 .collect();

@@ -11,7 +11,8 @@ use cobalt_batch_api::auth::{SignedRequest, strings_to_sign};
 use cobalt_model::batch::{TaskResult, Timestamp};
 use cobalt_model::{AccountKey, DEV_ACCOUNT_KEY, DEV_BATCH_ACCOUNT};
 use cobalt_proto::{
-    AGENT_PATH, AgentMessage, Assignment, Event, Hello, RunEnd, ServerMessage, TOKEN_HEADER,
+    AGENT_PATH, AgentMessage, Assignment, Event, Hello, RunEnd, RunKind, ServerMessage,
+    TOKEN_HEADER,
 };
 use cobalt_server::{Server, ServerConfig};
 use reqwest::{Method, StatusCode};
@@ -821,6 +822,8 @@ struct ScriptedAgent {
     ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
     /// Every message the server sent, in order.
     heard: Vec<ServerMessage>,
+    /// Runs received and not yet taken by [`Self::runs`] or [`Self::prep`].
+    assigned: Vec<Assignment>,
 }
 
 impl ScriptedAgent {
@@ -841,6 +844,7 @@ impl ScriptedAgent {
         let mut agent = Self {
             ws,
             heard: Vec::new(),
+            assigned: Vec::new(),
         };
         agent
             .say(AgentMessage::Hello(Hello {
@@ -870,11 +874,24 @@ impl ScriptedAgent {
 
     /// Reads until a message `wanted` accepts arrives, and returns it.
     async fn hear(&mut self, wanted: impl Fn(&ServerMessage) -> bool) -> ServerMessage {
+        match self.hear_within(Duration::from_secs(10), wanted).await {
+            Some(message) => message,
+            None => panic!("the server did not say it; heard {:?}", self.heard),
+        }
+    }
+
+    /// Reads until a message `wanted` accepts arrives (returned), or `limit` passes (None).
+    async fn hear_within(
+        &mut self,
+        limit: Duration,
+        wanted: impl Fn(&ServerMessage) -> bool,
+    ) -> Option<ServerMessage> {
         use futures_util::StreamExt;
+        let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let frame = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
+            let frame = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
-                .unwrap_or_else(|_| panic!("the server did not say it; heard {:?}", self.heard))
+                .ok()?
                 .expect("the server closed the connection")
                 .unwrap();
             let WsMessage::Text(text) = frame else {
@@ -882,26 +899,39 @@ impl ScriptedAgent {
             };
             let message: ServerMessage = serde_json::from_str(&text).unwrap();
             self.heard.push(message.clone());
+            if let ServerMessage::Run { runs } = &message {
+                self.assigned.extend(runs.iter().cloned());
+            }
             if wanted(&message) {
-                return message;
+                return Some(message);
             }
         }
     }
 
-    /// Reads until `n` task runs have come; returns (task id, run) in the order they came.
-    async fn runs(&mut self, n: usize) -> Vec<(String, Assignment)> {
-        let mut runs = Vec::new();
-        while runs.len() < n {
-            if let ServerMessage::Run { runs: batch } =
-                self.hear(|m| matches!(m, ServerMessage::Run { .. })).await
-            {
-                runs.extend(batch.into_iter().map(|a| {
-                    let task = a.dir.rsplit('/').next().unwrap().to_owned();
-                    (task, a)
-                }));
-            }
+    /// Waits for assignments of `kind` until `n` have come; takes them, in the order they
+    /// came.
+    async fn take(&mut self, kind: RunKind, n: usize) -> Vec<Assignment> {
+        while self.assigned.iter().filter(|a| a.kind == kind).count() < n {
+            self.hear(|m| matches!(m, ServerMessage::Run { .. })).await;
         }
-        runs
+        let (taken, rest) = std::mem::take(&mut self.assigned)
+            .into_iter()
+            .partition(|a| a.kind == kind);
+        self.assigned = rest;
+        taken
+    }
+
+    /// Waits until `n` task runs have come; returns (task id, run) in the order they came.
+    async fn runs(&mut self, n: usize) -> Vec<(String, Assignment)> {
+        let runs = self.take(RunKind::Task, n).await;
+        runs.into_iter()
+            .map(|a| (a.dir.rsplit('/').next().unwrap().to_owned(), a))
+            .collect()
+    }
+
+    /// Waits for the job preparation run.
+    async fn prep(&mut self) -> Assignment {
+        self.take(RunKind::JobPreparation, 1).await.remove(0)
     }
 }
 
@@ -1040,5 +1070,92 @@ async fn a_queued_run_is_withdrawn_not_killed_and_runs_on_if_its_agent_began_it(
         .events(vec![started(again.1.run), ended_ok(again.1.run)])
         .await;
     task_in(&server, "race", "c", "completed").await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_runs_move_only_to_a_free_node_that_can_start_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_in(dir.path()).await;
+    let pool = call(
+        &server,
+        Method::POST,
+        &format!("/pools?{V}"),
+        Some(&pool_body("two", 0)),
+        &[],
+    )
+    .await;
+    assert_eq!(pool.status, StatusCode::CREATED);
+    let mut first = ScriptedAgent::join(&server, "two").await;
+    let mut second = ScriptedAgent::join(&server, "two").await;
+    let job = json!({
+        "id": "prepared", "poolInfo": {"poolId": "two"},
+        "jobPreparationTask": {"commandLine": "/bin/true"}
+    });
+    let created = call(
+        &server,
+        Method::POST,
+        &format!("/jobs?{V}"),
+        Some(&job),
+        &[],
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    add_tasks(
+        &server,
+        "prepared",
+        ["a", "b", "c"].map(String::from).into_iter(),
+    )
+    .await;
+
+    // The preparation task runs on both nodes; it is done on the first only.
+    let (prep1, prep2) = (first.prep().await, second.prep().await);
+    first
+        .events(vec![started(prep1.run), ended_ok(prep1.run)])
+        .await;
+    second.events(vec![started(prep2.run)]).await;
+    // The first node takes all three (one slot, two queued); `a` runs.
+    let runs = first.runs(3).await;
+    let run_of = |task: &str| runs.iter().find(|(t, _)| t == task).unwrap().1.clone();
+    first.events(vec![started(run_of("a").run)]).await;
+
+    // The second node has a free slot but cannot start the job's tasks: nothing moves.
+    let moved = first
+        .hear_within(Duration::from_millis(600), |m| {
+            matches!(m, ServerMessage::Withdraw { .. })
+        })
+        .await;
+    assert!(moved.is_none(), "{:?}", first.heard);
+
+    // Once its preparation task succeeded, the oldest queued run moves there.
+    second.events(vec![ended_ok(prep2.run)]).await;
+    let ServerMessage::Withdraw { runs: asked } = first
+        .hear(|m| matches!(m, ServerMessage::Withdraw { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(asked, vec![run_of("b").run]);
+    first
+        .events(vec![Event::Withdrawn {
+            run: run_of("b").run,
+        }])
+        .await;
+    let moved = second.runs(1).await.remove(0);
+    assert_eq!(moved.0, "b");
+    second
+        .events(vec![started(moved.1.run), ended_ok(moved.1.run)])
+        .await;
+    first
+        .events(vec![
+            ended_ok(run_of("a").run),
+            started(run_of("c").run),
+            ended_ok(run_of("c").run),
+        ])
+        .await;
+    for task in ["a", "b", "c"] {
+        let t = task_in(&server, "prepared", task, "completed").await;
+        assert_eq!(t["executionInfo"]["requeueCount"], 0, "{t}");
+    }
     server.shutdown().await;
 }
