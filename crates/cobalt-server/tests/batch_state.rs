@@ -969,34 +969,37 @@ async fn task_in(server: &Server, job: &str, task: &str, state: &str) -> Value {
     panic!("task {task} never became {state}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_queued_run_is_withdrawn_not_killed_and_runs_on_if_its_agent_began_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start_in(dir.path()).await;
+/// Creates a pool of no nodes: its nodes are scripted agents that join it.
+async fn empty_pool(server: &Server, pool: &str) {
     let created = call(
-        &server,
+        server,
         Method::POST,
         &format!("/pools?{V}"),
-        Some(&pool_body("scripted", 0)),
+        Some(&pool_body(pool, 0)),
         &[],
     )
     .await;
     assert_eq!(created.status, StatusCode::CREATED);
+}
+
+/// Adds `job` (a job body) and three tasks to it: `a`, `b` and `c`.
+async fn job_of_three(server: &Server, job: Value) {
+    let created = call(server, Method::POST, &format!("/jobs?{V}"), Some(&job), &[]).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let id = job["id"].as_str().unwrap();
+    let added = add_tasks(server, id, ["a", "b", "c"].map(String::from).into_iter()).await;
+    assert_eq!(added.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_run_is_withdrawn_not_killed_and_runs_on_if_its_agent_began_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_in(dir.path()).await;
+    empty_pool(&server, "scripted").await;
     let mut agent = ScriptedAgent::join(&server, "scripted").await;
-    let job = json!({"id": "race", "poolInfo": {"poolId": "scripted"}});
-    let job_created = call(
+    job_of_three(
         &server,
-        Method::POST,
-        &format!("/jobs?{V}"),
-        Some(&job),
-        &[],
-    )
-    .await;
-    assert_eq!(job_created.status, StatusCode::CREATED);
-    add_tasks(
-        &server,
-        "race",
-        ["a", "b", "c"].map(String::from).into_iter(),
+        json!({"id": "race", "poolInfo": {"poolId": "scripted"}}),
     )
     .await;
 
@@ -1077,36 +1080,14 @@ async fn a_queued_run_is_withdrawn_not_killed_and_runs_on_if_its_agent_began_it(
 async fn queued_runs_move_only_to_a_free_node_that_can_start_them() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_in(dir.path()).await;
-    let pool = call(
-        &server,
-        Method::POST,
-        &format!("/pools?{V}"),
-        Some(&pool_body("two", 0)),
-        &[],
-    )
-    .await;
-    assert_eq!(pool.status, StatusCode::CREATED);
+    empty_pool(&server, "two").await;
     let mut first = ScriptedAgent::join(&server, "two").await;
     let mut second = ScriptedAgent::join(&server, "two").await;
     let job = json!({
         "id": "prepared", "poolInfo": {"poolId": "two"},
         "jobPreparationTask": {"commandLine": "/bin/true"}
     });
-    let created = call(
-        &server,
-        Method::POST,
-        &format!("/jobs?{V}"),
-        Some(&job),
-        &[],
-    )
-    .await;
-    assert_eq!(created.status, StatusCode::CREATED);
-    add_tasks(
-        &server,
-        "prepared",
-        ["a", "b", "c"].map(String::from).into_iter(),
-    )
-    .await;
+    job_of_three(&server, job).await;
 
     // The preparation task runs on both nodes; it is done on the first only.
     let (prep1, prep2) = (first.prep().await, second.prep().await);
