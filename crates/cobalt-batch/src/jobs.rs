@@ -68,16 +68,23 @@ impl Batch {
         if self.load::<Job>(&scope(account), &id)?.is_some() {
             return Err(ErrorCode::JobExists.into());
         }
-        self.insert_job(account, id, spec)
+        let job = Self::new_job(id, spec)?;
+        self.apply(&[self.save_job(account, &job)?])?;
+        self.job_added(account, &job);
+        Ok(job)
     }
 
-    /// Validates and stores a new job; the caller holds the write lock and checked the id.
-    pub(crate) fn insert_job(
-        &self,
-        account: &str,
-        id: String,
-        mut spec: JobSpec,
-    ) -> BatchResult<Job> {
+    /// After a new job is stored: its lifecycle and the dispatcher hear of it.
+    pub(crate) fn job_added(&self, account: &str, job: &Job) {
+        self.attend(account, Kind::Job, &id_key(&job.id));
+        self.notify(Change::Job {
+            account: account.to_owned(),
+            job: job.id.clone(),
+        });
+    }
+
+    /// A new job: its spec validated, its defaults filled in (the caller checked the id).
+    pub(crate) fn new_job(id: String, mut spec: JobSpec) -> BatchResult<Job> {
         validate_job_spec(&spec)?;
         spec.priority.get_or_insert(0);
         spec.max_parallel_tasks.get_or_insert(-1);
@@ -110,12 +117,6 @@ impl Batch {
             previous_state: None,
             previous_state_transition_time: None,
         };
-        self.apply(&[self.save_job(account, &job)?])?;
-        self.attend(account, Kind::Job, &id_key(&job.id));
-        self.notify(Change::Job {
-            account: account.to_owned(),
-            job: job.id.clone(),
-        });
         Ok(job)
     }
 

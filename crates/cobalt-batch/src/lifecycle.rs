@@ -257,22 +257,32 @@ impl Batch {
             }
             return Ok(false);
         }
+        // The job and the schedule's `recentJob` go in one transaction: a client that finds
+        // the job finds the schedule naming it.
+        let mut writes = Vec::new();
+        let mut created = None;
         if missed_window(&s, due, now) {
             s.execution_info.next_run_time = next_after(&s, due, now);
         } else {
             let job_id = s.next_job_id();
-            let job = self.insert_job(account, job_id.clone(), s.job_specification.clone())?;
-            tracing::info!(schedule = s.id, job = job.id, "job schedule created a job");
+            let job = Self::new_job(job_id.clone(), s.job_specification.clone())?;
+            writes.push(self.save_job(account, &job)?);
             s.execution_info.recent_job = Some(RecentJob {
                 id: job_id,
                 url: None,
             });
             s.execution_info.next_run_time = next_after(&s, due, now);
+            created = Some(job);
         }
         let (e_tag, stamp) = touch(Some(&s.e_tag));
         s.e_tag = e_tag;
         s.last_modified = stamp;
-        self.apply(&[self.save_schedule(account, &s)?])?;
+        writes.push(self.save_schedule(account, &s)?);
+        self.apply(&writes)?;
+        if let Some(job) = created {
+            tracing::info!(schedule = s.id, job = job.id, "job schedule created a job");
+            self.job_added(account, &job);
+        }
         Ok(false)
     }
 }
