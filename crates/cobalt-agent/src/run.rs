@@ -80,14 +80,16 @@ impl TaskSlots {
         let (requests, mut rx) = mpsc::unbounded_channel::<SlotRequest>();
         let semaphore = Arc::new(Semaphore::new(total as usize));
         tokio::spawn(async move {
-            while let Some(request) = rx.recv().await {
-                let Ok(permit) = Arc::clone(&semaphore)
-                    .acquire_many_owned(request.wanted)
-                    .await
-                else {
+            while let Some(mut request) = rx.recv().await {
+                // A run withdrawn or killed while it waited is gone: it holds up no run behind
+                // it, and slots granted as it went go back at once.
+                let acquired = tokio::select! {
+                    acquired = Arc::clone(&semaphore).acquire_many_owned(request.wanted) => acquired,
+                    () = request.reply.closed() => continue,
+                };
+                let Ok(permit) = acquired else {
                     return;
                 };
-                // A run killed while it waited is gone: its slots go back at once.
                 let _ = request.reply.send(permit);
             }
         });

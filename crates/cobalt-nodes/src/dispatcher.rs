@@ -859,15 +859,25 @@ impl Dispatcher {
     fn forget_runs(&mut self, runs: &HashSet<u64>) -> Vec<(String, String)> {
         let mut tasks = Vec::new();
         for run in runs {
-            if let Some(r) = self.runs.remove(run) {
-                self.by_task
-                    .remove(&(r.pool.0.clone(), id_key(&r.job), id_key(&r.task)));
-                if r.kind == RunKind::Task {
-                    tasks.push((r.job, r.task));
-                }
+            if let Some(r) = self.unbook(*run)
+                && r.kind == RunKind::Task
+            {
+                tasks.push((r.job, r.task));
             }
         }
         tasks
+    }
+
+    /// Removes a run from the books, with its start if that is not written yet: a run that is
+    /// gone must not turn its task `running` afterwards.
+    fn unbook(&mut self, run: u64) -> Option<Run> {
+        let r = self.runs.remove(&run)?;
+        self.by_task
+            .remove(&(r.pool.0.clone(), id_key(&r.job), id_key(&r.task)));
+        if let Some(pending) = self.began.get_mut(&r.pool.0) {
+            pending.retain(|(id, _)| *id != run);
+        }
+        Some(r)
     }
 
     /// Drops a run from the books at once, and tells its agent to kill it.
@@ -883,11 +893,9 @@ impl Dispatcher {
 
     /// Drops a run from the books and frees its slots; `kill`: tells its agent to kill it.
     fn drop_run(&mut self, run: u64, kill: bool) {
-        let Some(r) = self.runs.remove(&run) else {
+        let Some(r) = self.unbook(run) else {
             return;
         };
-        self.by_task
-            .remove(&(r.pool.0.clone(), id_key(&r.job), id_key(&r.task)));
         if let Some(rt) = self.pools.get_mut(&r.pool)
             && let Some(node) = rt.nodes.get_mut(&r.node)
         {
@@ -1177,7 +1185,11 @@ impl Dispatcher {
                             }
                         }
                         Event::Withdrawn { run } => {
-                            if self.runs.get(&run).is_some_and(|r| mine(r) && !r.began) {
+                            if self
+                                .runs
+                                .get(&run)
+                                .is_some_and(|r| mine(r) && r.withdrawing && !r.began)
+                            {
                                 self.on_withdrawn(run);
                             }
                         }
@@ -2173,7 +2185,7 @@ impl Dispatcher {
                 continue;
             }
             rt.rebalanced = now;
-            let open: Vec<(&String, i32)> = rt
+            let mut open: Vec<(&String, i32)> = rt
                 .nodes
                 .iter()
                 .filter(|(_, n)| n.free > 0 && n.takes_tasks())
@@ -2182,15 +2194,9 @@ impl Dispatcher {
             if open.is_empty() {
                 continue;
             }
-            let mut left: i32 = open.iter().map(|(_, free)| free).sum();
-            // A free node whose preparation task for the run's job has not succeeded cannot
-            // start it: the run would only come back to a queue.
-            let jobs = rt.jobs.as_deref().map(Vec::as_slice).unwrap_or_default();
-            let fits = |r: &Run| {
-                let job = jobs.iter().find(|j| id_key(&j.id) == id_key(&r.job));
-                open.iter().any(|(node, free)| {
-                    *free >= r.slots && job.is_none_or(|j| prep_allows(preps, &rt.account, j, node))
-                })
+            // The pool's jobs are known once it was scheduled; until then nothing moves.
+            let Some(jobs) = rt.jobs.as_deref() else {
+                continue;
             };
             let mut waiting: Vec<u64> = rt
                 .nodes
@@ -2203,16 +2209,25 @@ impl Dispatcher {
                             && !r.began
                             && !r.withdrawing
                             && now.duration_since(r.sent) >= REBALANCE_AFTER
-                            && fits(r)
                     })
                 })
                 .collect();
-            // The longest waiting first (run ids grow), as many as the free slots take.
+            // The longest waiting first (run ids grow), each to a free node that can start it,
+            // as many as those nodes' free slots take. A node whose preparation task for the
+            // run's job has not succeeded cannot: the run would only come back to a queue.
             waiting.sort_unstable();
             for id in waiting {
-                let slots = runs.get(&id).map_or(i32::MAX, |r| r.slots);
-                if slots <= left {
-                    left -= slots;
+                let Some(r) = runs.get(&id) else {
+                    continue;
+                };
+                let Some(job) = jobs.iter().find(|j| id_key(&j.id) == id_key(&r.job)) else {
+                    continue;
+                };
+                let to = open.iter_mut().find(|(node, free)| {
+                    *free >= r.slots && prep_allows(preps, &rt.account, job, node)
+                });
+                if let Some((_, free)) = to {
+                    *free -= r.slots;
                     taken.push(id);
                 }
             }

@@ -1038,6 +1038,8 @@ async fn a_queued_run_is_withdrawn_not_killed_and_runs_on_if_its_agent_began_it(
             Event::Withdrawn { run: c.run },
         ])
         .await;
+    // Its start is recorded although the job is disabled.
+    task_in(&server, "race", "b", "running").await;
     agent.events(vec![ended_ok(b.run)]).await;
     let done = task_in(&server, "race", "b", "completed").await;
     assert_eq!(done["executionInfo"]["result"], "success", "{done}");

@@ -375,6 +375,34 @@ async fn a_withdrawn_run_leaves_the_queue_but_a_begun_one_runs_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawn_run_holds_up_no_run_behind_it() {
+    let mut server = FakeServer::start("secret-token").await;
+    let _agent = TestAgent::start(&server.url, "secret-token");
+    let mut conn = server.next_conn().await;
+    conn.welcome_with_slots("node-1", 5, 2).await;
+    // Two slots: run 1 takes one; run 2 wants both and waits for run 1; run 3, behind it,
+    // wants one.
+    let mut both = queued(2, "/bin/true");
+    both.slots = 2;
+    conn.run(vec![
+        queued(1, "/bin/sh -c 'sleep 1'"),
+        both,
+        queued(3, "/bin/true"),
+    ])
+    .await;
+    conn.started(1).await;
+    conn.send(ServerMessage::Withdraw { runs: vec![2] }).await;
+    // Run 3 takes the free slot at once, not after run 1.
+    let third = conn.ended(3).await;
+    let first = conn.ended(1).await;
+    assert!(
+        third.end_time < first.end_time,
+        "{third:?} ended after {first:?}"
+    );
+    assert!(!conn.was_started(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queued_run_with_resource_files_says_when_it_began() {
     let mut server = FakeServer::start("secret-token").await;
     let _agent = TestAgent::start(&server.url, "secret-token");
