@@ -259,6 +259,7 @@ struct Dispatcher {
     /// The last turn handled many inputs.
     busy: bool,
     leaving: Vec<(Child, Instant)>,
+    /// The next run id (see [`first_run_id`]).
     next_run: u64,
     files: HashMap<u64, (u64, std::sync::mpsc::Sender<Option<FileOutcome>>)>,
     next_file: u64,
@@ -288,7 +289,7 @@ pub fn spawn(
         began: HashMap::new(),
         busy: false,
         leaving: Vec::new(),
-        next_run: 1,
+        next_run: first_run_id(),
         files: HashMap::new(),
         next_file: 1,
         cleanups: std::collections::BinaryHeap::new(),
@@ -316,6 +317,19 @@ fn prep_allows(
             .get(&(account.to_owned(), id_key(&job.id)))
             .and_then(|m| m.get(node))
             .is_some_and(|p| p.prep.completed && p.prep.result == Some(TaskResult::Success))
+}
+
+/// The first run id of this process: the time in microseconds. A remote agent that reconnects
+/// after a restart may still report runs of the previous process (in `Hello`, or events it
+/// kept); their ids are smaller than any this process gives, so they are never taken for its
+/// own runs.
+fn first_run_id() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| u64::try_from(d.as_micros()).ok())
+        .unwrap_or(0)
+        .max(1)
 }
 
 fn pool_key(account: &str, pool: &str) -> PoolKey {
@@ -982,12 +996,10 @@ impl Dispatcher {
             last_update_time: now,
         });
         // Runs the agent no longer has were lost with it; runs it has that we do not know are
-        // stale: kill them.
+        // stale: they are killed once it is welcomed (an agent takes nothing before Welcome).
         let reported: HashSet<u64> = hello.running.iter().copied().collect();
         let lost: HashSet<u64> = entry.runs.difference(&reported).copied().collect();
-        for run in reported.difference(&entry.runs) {
-            let _ = out.send(ServerMessage::Kill { run: *run });
-        }
+        let stale: Vec<u64> = reported.difference(&entry.runs).copied().collect();
         let fresh = entry.node.last_boot_time.is_none()
             || !lost.is_empty() && entry.runs.len() == lost.len();
         if fresh {
@@ -1011,6 +1023,9 @@ impl Dispatcher {
             heartbeat_seconds: self.config.heartbeat.as_secs().max(1),
             task_slots: u32::try_from(rt.pool.task_slots_per_node()).unwrap_or(1),
         }));
+        for run in stale {
+            let _ = out.send(ServerMessage::Kill { run });
+        }
         // A start task that never ran, or whose run was lost with the connection, runs now.
         let needs_start_task = entry.start_task_run.is_none()
             && entry

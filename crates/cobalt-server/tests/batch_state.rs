@@ -829,6 +829,12 @@ struct ScriptedAgent {
 impl ScriptedAgent {
     /// Joins `pool` as a new remote node, and waits for `Welcome`.
     async fn join(server: &Server, pool: &str) -> Self {
+        Self::rejoin(server, pool, None, Vec::new()).await
+    }
+
+    /// Joins `pool` as node `node` (None: a new node) with `running` still going, and waits
+    /// for `Welcome`.
+    async fn rejoin(server: &Server, pool: &str, node: Option<String>, running: Vec<u64>) -> Self {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let address = server.batch_url().trim_start_matches("http://").to_owned();
         let mut request = format!("ws://{address}{AGENT_PATH}")
@@ -850,16 +856,27 @@ impl ScriptedAgent {
             .say(AgentMessage::Hello(Hello {
                 account: DEV_BATCH_ACCOUNT.into(),
                 pool_id: pool.into(),
-                node_id: None,
+                node_id: node,
                 hostname: "scripted".into(),
                 ip_address: "127.0.0.1".into(),
                 agent_version: "scripted".into(),
                 is_root: false,
-                running: Vec::new(),
+                running,
             }))
             .await;
         agent.hear(|m| matches!(m, ServerMessage::Welcome(_))).await;
         agent
+    }
+
+    /// The node id the server gave in `Welcome`.
+    fn node_id(&self) -> String {
+        self.heard
+            .iter()
+            .find_map(|m| match m {
+                ServerMessage::Welcome(w) => Some(w.node_id.clone()),
+                _ => None,
+            })
+            .unwrap()
     }
 
     async fn say(&mut self, message: AgentMessage) {
@@ -1140,5 +1157,50 @@ async fn queued_runs_move_only_to_a_free_node_that_can_start_them() {
         let t = task_in(&server, "prepared", task, "completed").await;
         assert_eq!(t["executionInfo"]["requeueCount"], 0, "{t}");
     }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_never_reuses_the_run_ids_of_the_one_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_in(dir.path()).await;
+    empty_pool(&server, "restart").await;
+    let mut agent = ScriptedAgent::join(&server, "restart").await;
+    let node = agent.node_id();
+    job_of_three(
+        &server,
+        json!({"id": "long", "poolInfo": {"poolId": "restart"}}),
+    )
+    .await;
+    let before: Vec<u64> = agent.runs(3).await.iter().map(|(_, a)| a.run).collect();
+    agent.events(vec![started(before[0])]).await;
+    task_in(&server, "long", "a", "running").await;
+    server.shutdown().await;
+    drop(agent);
+
+    // The node comes back to the new process with the run it still has.
+    let server = start_in(dir.path()).await;
+    let mut agent = ScriptedAgent::rejoin(&server, "restart", Some(node), vec![before[0]]).await;
+    let after: Vec<u64> = agent.runs(3).await.iter().map(|(_, a)| a.run).collect();
+    assert!(
+        after.iter().all(|run| !before.contains(run)),
+        "runs {after:?} after the restart reuse ids of {before:?}"
+    );
+    // The old run is stopped, once the node is welcomed (an agent takes nothing before
+    // Welcome): the new process does not know it.
+    let kill = agent
+        .heard
+        .iter()
+        .position(|m| matches!(m, ServerMessage::Kill { run } if *run == before[0]));
+    let welcome = agent
+        .heard
+        .iter()
+        .position(|m| matches!(m, ServerMessage::Welcome(_)));
+    assert!(
+        kill.is_some() && welcome < kill,
+        "Kill of run {} and Welcome: {:?}",
+        before[0],
+        agent.heard
+    );
     server.shutdown().await;
 }
