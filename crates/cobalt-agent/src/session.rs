@@ -224,8 +224,8 @@ impl Agent {
         let answer = tokio::time::timeout(WELCOME_TIMEOUT, read_welcome(&mut ws))
             .await
             .map_err(|_| AgentError::WelcomeTimeout(WELCOME_TIMEOUT))??;
-        let welcome = match answer {
-            Answer::Welcome(welcome) => welcome,
+        let (welcome, kills) = match answer {
+            Answer::Welcome(welcome, kills) => (welcome, kills),
             // Never welcomed: the server refuses this agent (token, account or pool).
             Answer::Leave { .. } if !self.welcomed => return Err(AgentError::Refused),
             // Welcomed before: the node was removed while the connection was down.
@@ -239,6 +239,9 @@ impl Agent {
         tracing::info!(node = %welcome.node_id, pool = %self.config.pool_id, "joined the pool");
         self.node_id = Some(welcome.node_id.clone());
         self.runs.set_slots(welcome.task_slots);
+        for run in kills {
+            self.runs.kill(run);
+        }
         let (replies_tx, replies_rx) = mpsc::unbounded_channel();
         let mut link = Link {
             ws,
@@ -467,20 +470,27 @@ pub async fn parent_exited(parent: u32) {
     }
 }
 
-/// The server's answer to `Hello`: `Welcome`, or `Leave` (refused, or the node was removed).
+/// The server's answer to `Hello`: `Welcome` (with the runs it asked to kill before it: earlier
+/// Cobalt servers sent `Kill` for the runs of `Hello::running` they did not know before their
+/// `Welcome`), or `Leave` (refused, or the node was removed).
 enum Answer {
-    Welcome(Welcome),
+    Welcome(Welcome, Vec<u64>),
     Leave { wipe: bool },
 }
 
-/// Reads until `Welcome` or `Leave`; anything else first is a protocol error.
+/// Reads until `Welcome` or `Leave`, keeping `Kill`s; anything else first is a protocol error.
 async fn read_welcome(ws: &mut Socket) -> Result<Answer, AgentError> {
+    let mut kills = Vec::new();
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(text))) => {
                 return match serde_json::from_str::<ServerMessage>(&text) {
-                    Ok(ServerMessage::Welcome(welcome)) => Ok(Answer::Welcome(welcome)),
+                    Ok(ServerMessage::Welcome(welcome)) => Ok(Answer::Welcome(welcome, kills)),
                     Ok(ServerMessage::Leave { wipe }) => Ok(Answer::Leave { wipe }),
+                    Ok(ServerMessage::Kill { run }) => {
+                        kills.push(run);
+                        continue;
+                    }
                     Ok(_) => Err(AgentError::Protocol("expected Welcome first".into())),
                     Err(e) => Err(AgentError::Protocol(format!("bad Welcome: {e}"))),
                 };

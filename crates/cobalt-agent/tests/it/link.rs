@@ -52,6 +52,37 @@ async fn a_dropped_connection_is_resumed_and_runs_go_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_before_welcome_is_obeyed_after_it() {
+    let (mut server, mut conn, agent) = connected().await;
+    conn.run(vec![task(1, "/bin/sh -c 'echo $$ > pid; sleep 30'")])
+        .await;
+    conn.started(1).await;
+    let pid = read_pid(&agent.task_dir(1).join("wd/pid")).await;
+    conn.drop_connection().await;
+
+    // An earlier server kills the runs it does not know before it welcomes the node.
+    let mut conn = server.next_conn().await;
+    let Some(AgentMessage::Hello(hello)) = conn.recv().await else {
+        panic!("expected Hello");
+    };
+    assert_eq!(hello.running, [1]);
+    conn.send(ServerMessage::Kill { run: 1 }).await;
+    conn.send(ServerMessage::Welcome(cobalt_proto::Welcome {
+        node_id: "node-1".into(),
+        environment: Vec::new(),
+        heartbeat_seconds: 5,
+        task_slots: 0,
+    }))
+    .await;
+    let end = conn.ended(1).await;
+    assert!(end.failure_info.is_some(), "{end:?}");
+    assert!(wait_gone(pid).await, "the process of run 1 is still there");
+    // The connection stays: the next run goes on it.
+    conn.run(vec![task(2, "true")]).await;
+    assert_eq!(conn.ended(2).await.exit_code, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_token_stops_the_agent() {
     let server = FakeServer::start("right").await;
     let mut agent = TestAgent::start(&server.url, "wrong");
