@@ -1204,3 +1204,51 @@ async fn a_restarted_server_never_reuses_the_run_ids_of_the_one_before() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_node_that_drops_out_loses_its_runs_and_gets_work_again_on_its_return() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_in(dir.path()).await;
+    empty_pool(&server, "remote").await;
+    let mut agent = ScriptedAgent::join(&server, "remote").await;
+    let node = agent.node_id();
+    job_of_three(
+        &server,
+        json!({"id": "away", "poolInfo": {"poolId": "remote"}}),
+    )
+    .await;
+    let before: Vec<u64> = agent.runs(3).await.iter().map(|(_, a)| a.run).collect();
+    agent.events(vec![started(before[0])]).await;
+    task_in(&server, "away", "a", "running").await;
+    drop(agent);
+
+    // The task goes back to the queue, as no retry; the node is `unknown` while it is away.
+    let t = task_in(&server, "away", "a", "active").await;
+    assert_eq!(t["executionInfo"]["retryCount"], 0, "{t}");
+    let path = format!("/pools/remote/nodes/{node}?{V}");
+    let away = call(&server, Method::GET, &path, None, &[]).await;
+    assert_eq!(away.body["state"], "unknown", "{}", away.body);
+
+    // Back with the run it still has: that run is stopped, and the tasks come again as new runs.
+    let mut agent =
+        ScriptedAgent::rejoin(&server, "remote", Some(node.clone()), vec![before[0]]).await;
+    let again = agent.runs(3).await;
+    assert!(
+        agent
+            .heard
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Kill { run } if *run == before[0]))
+    );
+    for (task, a) in &again {
+        assert!(!before.contains(&a.run), "{task}: {a:?}");
+    }
+    for (_, a) in &again {
+        agent.events(vec![started(a.run), ended_ok(a.run)]).await;
+    }
+    for task in ["a", "b", "c"] {
+        task_in(&server, "away", task, "completed").await;
+    }
+    let back = call(&server, Method::GET, &path, None, &[]).await;
+    assert_eq!(back.body["state"], "idle", "{}", back.body);
+    server.shutdown().await;
+}
