@@ -244,6 +244,18 @@ struct Run {
     withdrawing: bool,
 }
 
+impl Run {
+    /// A task run still waiting in its agent's queue: not begun, its task still `active`.
+    fn queued(&self) -> bool {
+        self.kind == RunKind::Task && !self.began
+    }
+
+    /// A queued run that may be asked back: not asked already.
+    fn movable(&self) -> bool {
+        self.queued() && !self.withdrawing
+    }
+}
+
 struct Dispatcher {
     batch: Arc<Batch>,
     accounts: Accounts,
@@ -2079,9 +2091,7 @@ impl Dispatcher {
         let queued: Vec<(u64, usize)> = self
             .runs
             .iter()
-            .filter(|(_, r)| {
-                r.pool == *key && r.kind == RunKind::Task && !r.began && !r.withdrawing
-            })
+            .filter(|(_, r)| r.pool == *key && r.movable())
             .filter_map(|(id, r)| Some((*id, rank(&r.job)?)))
             .collect();
         let Some(worst) = queued.iter().map(|(_, r)| *r).max().filter(|w| *w > 0) else {
@@ -2220,10 +2230,7 @@ impl Dispatcher {
                 .flat_map(|n| n.runs.iter().copied())
                 .filter(|id| {
                     runs.get(id).is_some_and(|r| {
-                        r.kind == RunKind::Task
-                            && !r.began
-                            && !r.withdrawing
-                            && now.duration_since(r.sent) >= REBALANCE_AFTER
+                        r.movable() && now.duration_since(r.sent) >= REBALANCE_AFTER
                     })
                 })
                 .collect();
@@ -2264,11 +2271,7 @@ impl Dispatcher {
             .map(|n| n.runs.iter().copied().collect())
             .unwrap_or_default();
         for run in runs {
-            if self
-                .runs
-                .get(&run)
-                .is_some_and(|r| r.kind == RunKind::Task && !r.began)
-            {
+            if self.runs.get(&run).is_some_and(Run::queued) {
                 self.kill_run(run);
             }
         }
@@ -2280,41 +2283,33 @@ impl Dispatcher {
     /// that is not connected are dropped at once. Their tasks are still `active`, so nothing
     /// is written.
     fn withdraw(&mut self, runs: Vec<u64>) {
-        let mut asks: HashMap<(PoolKey, String), Vec<u64>> = HashMap::new();
+        // Per node: its connection and the runs it is asked for.
+        let mut asks: HashMap<(PoolKey, String), (UnboundedSender<ServerMessage>, Vec<u64>)> =
+            HashMap::new();
         let mut gone = Vec::new();
         for run in runs {
-            let Some(r) = self.runs.get_mut(&run) else {
+            let Some(r) = self.runs.get_mut(&run).filter(|r| r.movable()) else {
                 continue;
             };
-            if r.kind != RunKind::Task || r.began || r.withdrawing {
-                continue;
-            }
-            let connected = self
+            let out = self
                 .pools
                 .get(&r.pool)
                 .and_then(|p| p.nodes.get(&r.node))
-                .is_some_and(|n| n.out.is_some());
-            if connected {
-                r.withdrawing = true;
-                asks.entry((r.pool.clone(), r.node.clone()))
-                    .or_default()
-                    .push(run);
-            } else {
-                gone.push(run);
+                .and_then(|n| n.out.clone());
+            match out {
+                Some(out) => {
+                    r.withdrawing = true;
+                    let node = (r.pool.clone(), r.node.clone());
+                    asks.entry(node).or_insert((out, Vec::new())).1.push(run);
+                }
+                None => gone.push(run),
             }
         }
         for run in gone {
             self.drop_run(run, false);
         }
-        for ((key, node), runs) in asks {
-            if let Some(out) = self
-                .pools
-                .get(&key)
-                .and_then(|p| p.nodes.get(&node))
-                .and_then(|n| n.out.as_ref())
-            {
-                let _ = out.send(ServerMessage::Withdraw { runs });
-            }
+        for (out, runs) in asks.into_values() {
+            let _ = out.send(ServerMessage::Withdraw { runs });
         }
     }
 
