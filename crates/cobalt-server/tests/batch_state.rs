@@ -946,6 +946,15 @@ impl ScriptedAgent {
             .collect()
     }
 
+    /// Waits until `n` task runs have come; returns their ids in the order they came.
+    async fn run_ids(&mut self, n: usize) -> Vec<u64> {
+        self.take(RunKind::Task, n)
+            .await
+            .iter()
+            .map(|a| a.run)
+            .collect()
+    }
+
     /// Waits for the job preparation run.
     async fn prep(&mut self) -> Assignment {
         self.take(RunKind::JobPreparation, 1).await.remove(0)
@@ -1160,28 +1169,35 @@ async fn queued_runs_move_only_to_a_free_node_that_can_start_them() {
     server.shutdown().await;
 }
 
+/// A scripted node, alone in a new pool `pool`, running task `a` of a job `job` of three (the
+/// other two wait in its queue); returns the agent, its node id and the three run ids.
+async fn node_running_a(
+    server: &Server,
+    pool: &str,
+    job: &str,
+) -> (ScriptedAgent, String, Vec<u64>) {
+    empty_pool(server, pool).await;
+    let mut agent = ScriptedAgent::join(server, pool).await;
+    let node = agent.node_id();
+    job_of_three(server, json!({"id": job, "poolInfo": {"poolId": pool}})).await;
+    let runs = agent.run_ids(3).await;
+    agent.events(vec![started(runs[0])]).await;
+    task_in(server, job, "a", "running").await;
+    (agent, node, runs)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_server_never_reuses_the_run_ids_of_the_one_before() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_in(dir.path()).await;
-    empty_pool(&server, "restart").await;
-    let mut agent = ScriptedAgent::join(&server, "restart").await;
-    let node = agent.node_id();
-    job_of_three(
-        &server,
-        json!({"id": "long", "poolInfo": {"poolId": "restart"}}),
-    )
-    .await;
-    let before: Vec<u64> = agent.runs(3).await.iter().map(|(_, a)| a.run).collect();
-    agent.events(vec![started(before[0])]).await;
-    task_in(&server, "long", "a", "running").await;
+    let (agent, node, before) = node_running_a(&server, "restart", "long").await;
     server.shutdown().await;
     drop(agent);
 
     // The node comes back to the new process with the run it still has.
     let server = start_in(dir.path()).await;
     let mut agent = ScriptedAgent::rejoin(&server, "restart", Some(node), vec![before[0]]).await;
-    let after: Vec<u64> = agent.runs(3).await.iter().map(|(_, a)| a.run).collect();
+    let after = agent.run_ids(3).await;
     assert!(
         after.iter().all(|run| !before.contains(run)),
         "runs {after:?} after the restart reuse ids of {before:?}"
@@ -1209,17 +1225,7 @@ async fn a_restarted_server_never_reuses_the_run_ids_of_the_one_before() {
 async fn a_remote_node_that_drops_out_loses_its_runs_and_gets_work_again_on_its_return() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_in(dir.path()).await;
-    empty_pool(&server, "remote").await;
-    let mut agent = ScriptedAgent::join(&server, "remote").await;
-    let node = agent.node_id();
-    job_of_three(
-        &server,
-        json!({"id": "away", "poolInfo": {"poolId": "remote"}}),
-    )
-    .await;
-    let before: Vec<u64> = agent.runs(3).await.iter().map(|(_, a)| a.run).collect();
-    agent.events(vec![started(before[0])]).await;
-    task_in(&server, "away", "a", "running").await;
+    let (agent, node, before) = node_running_a(&server, "remote", "away").await;
     drop(agent);
 
     // The task goes back to the queue, as no retry; the node is `unknown` while it is away.
