@@ -127,9 +127,28 @@ impl Conn {
         heartbeat_seconds: u64,
         task_slots: u32,
     ) -> Hello {
+        let hello = self.hello().await;
+        self.send_welcome(&hello, node_id, heartbeat_seconds, task_slots)
+            .await;
+        hello
+    }
+
+    /// Reads the agent's first message, which must be Hello.
+    pub async fn hello(&mut self) -> Hello {
         let AgentMessage::Hello(hello) = self.recv().await.expect("closed before Hello") else {
             panic!("expected Hello first");
         };
+        hello
+    }
+
+    /// Answers `hello` with Welcome.
+    pub async fn send_welcome(
+        &mut self,
+        hello: &Hello,
+        node_id: &str,
+        heartbeat_seconds: u64,
+        task_slots: u32,
+    ) {
         self.send(ServerMessage::Welcome(Welcome {
             node_id: node_id.into(),
             environment: vec![
@@ -140,7 +159,6 @@ impl Conn {
             task_slots,
         }))
         .await;
-        hello
     }
 
     pub async fn send(&mut self, message: ServerMessage) {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use cobalt_agent::{AgentError, Exit};
-use cobalt_proto::{AgentMessage, FileOp, FileOutcome, ServerMessage};
+use cobalt_proto::{FileOp, FileOutcome, ServerMessage};
 
 use crate::harness::{FakeServer, TestAgent, connected, read_pid, task, task_dir_of, wait_gone};
 
@@ -62,18 +62,10 @@ async fn a_kill_before_welcome_is_obeyed_after_it() {
 
     // An earlier server kills the runs it does not know before it welcomes the node.
     let mut conn = server.next_conn().await;
-    let Some(AgentMessage::Hello(hello)) = conn.recv().await else {
-        panic!("expected Hello");
-    };
+    let hello = conn.hello().await;
     assert_eq!(hello.running, [1]);
     conn.send(ServerMessage::Kill { run: 1 }).await;
-    conn.send(ServerMessage::Welcome(cobalt_proto::Welcome {
-        node_id: "node-1".into(),
-        environment: Vec::new(),
-        heartbeat_seconds: 5,
-        task_slots: 0,
-    }))
-    .await;
+    conn.send_welcome(&hello, "node-1", 5, 0).await;
     let end = conn.ended(1).await;
     assert!(end.failure_info.is_some(), "{end:?}");
     assert!(wait_gone(pid).await, "the process of run 1 is still there");
@@ -99,7 +91,7 @@ async fn a_leave_instead_of_welcome_refuses_a_new_agent_and_removes_a_known_one(
     let mut server = FakeServer::start("t").await;
     let mut agent = TestAgent::start(&server.url, "t");
     let mut conn = server.next_conn().await;
-    assert!(matches!(conn.recv().await, Some(AgentMessage::Hello(_))));
+    conn.hello().await;
     conn.send(ServerMessage::Leave { wipe: false }).await;
     let result = agent.finished().await;
     assert!(matches!(result, Err(AgentError::Refused)), "{result:?}");
@@ -108,7 +100,7 @@ async fn a_leave_instead_of_welcome_refuses_a_new_agent_and_removes_a_known_one(
     let (mut server, conn, mut agent) = connected().await;
     conn.drop_connection().await;
     let mut conn = server.next_conn().await;
-    assert!(matches!(conn.recv().await, Some(AgentMessage::Hello(_))));
+    conn.hello().await;
     conn.send(ServerMessage::Leave { wipe: true }).await;
     assert_eq!(agent.finished().await.unwrap(), Exit::Left);
     assert_eq!(std::fs::read_dir(&agent.root).unwrap().count(), 0);
