@@ -124,9 +124,9 @@ def cobalt_run(base: Path, n: int) -> dict:
         server.terminate()
 
 
-def baseline(base: Path, n: int) -> dict:
+def baseline(base: Path, n: int, name: str) -> dict:
     exe = REPO / "target/release/examples/spawn_baseline"
-    root = base / "baseline"
+    root = base / name
     root.mkdir()
     import resource
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -136,6 +136,22 @@ def baseline(base: Path, n: int) -> dict:
     used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     result["cpu_us"] = used / n * 1e6
     return result
+
+
+def warn_unjournaled(where: Path) -> None:
+    """Says so when `where` is on an ext4 without a journal: there, the kernel skips every inode
+    freed in the last 1 to 6 minutes, one by one, when it allocates a new one, so a run soon after
+    many files were deleted on that filesystem is slowed (the baseline as much as Cobalt)."""
+    mounts = [line.split() for line in Path("/proc/mounts").read_text().splitlines()]
+    resolved = str(where.resolve())
+    best = max((m for m in mounts if resolved == m[1] or resolved.startswith(m[1].rstrip("/") + "/")),
+               key=lambda m: len(m[1]), default=None)
+    if best is None or best[2] != "ext4":
+        return
+    journal = Path("/sys/fs/ext4") / Path(best[0]).name / "journal_task"
+    if journal.exists() and journal.read_text().strip() == "<none>":
+        print(f"note: {where} is on ext4 without a journal ({best[0]}): runs within ~6 minutes of "
+              "deleting many files there are slowed; compare the two baselines.", file=sys.stderr)
 
 
 def main() -> int:
@@ -149,16 +165,23 @@ def main() -> int:
     for name, where in places:
         base = Path(tempfile.mkdtemp(prefix="cobalt-node-bench-", dir=where))
         base.chmod(0o755)
+        warn_unjournaled(where)
         try:
-            b = baseline(base, n)
+            # The baseline before and after Cobalt: the machine's speed drifts (and on a disk,
+            # with the files each run leaves), and the mean of the two sees both sides.
+            before = baseline(base, n, "baseline-before")
             c = cobalt_run(base, n)
+            after = baseline(base, n, "baseline-after")
         finally:
             shutil.rmtree(base, ignore_errors=True)
+        b = {"rate": (before["rate"] + after["rate"]) / 2, "cpu_us": (before["cpu_us"] + after["cpu_us"]) / 2,
+             "rates": (before["rate"], after["rate"])}
         rows.append((name, where, b, c))
-    print(f"| filesystem | baseline (8 threads) | Cobalt (2 nodes x 4 slots) | ratio | add->completed p50 / p99 |")
+    print(f"| filesystem | baseline (8 threads; before, after) | Cobalt (2 nodes x 4 slots) | ratio | add->completed p50 / p99 |")
     print("|---|---:|---:|---:|---:|")
     for name, where, b, c in rows:
-        print(f"| {name} ({where}) | {b['rate']:,.0f} tasks/s | {c['rate']:,.0f} tasks/s ({n:,} in {c['seconds']:.1f} s) "
+        print(f"| {name} ({where}) | {b['rate']:,.0f} tasks/s ({b['rates'][0]:,.0f}, {b['rates'][1]:,.0f}) "
+              f"| {c['rate']:,.0f} tasks/s ({n:,} in {c['seconds']:.1f} s) "
               f"| {c['rate'] / b['rate']:.2f}x | {c['p50_ms']:.1f} / {c['p99_ms']:.1f} ms |")
     print()
     print("CPU per task (user + system; Cobalt = server + node agents + the tasks they ran):")
