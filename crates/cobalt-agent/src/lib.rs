@@ -2,8 +2,8 @@
 //! processes.
 //!
 //! Owns: the one WebSocket to the Batch server ([`run`]: `Hello`/`Welcome`, heartbeats,
-//! reconnecting with backoff while runs go on, events batched by [`BATCH_MAX`] /
-//! [`BATCH_DELAY`]), the node directory (batch-rest.md §11), runs (task directory, resource
+//! reconnecting with backoff while runs go on, events batched by [`BATCH_MAX`], a run's
+//! `Started` held back for [`START_DELAY`]), the node directory (batch-rest.md §11), runs (task directory, resource
 //! file downloads, the process in its own process group, the wall-clock limit, kills, output
 //! file uploads, the `failureInfo` of what went wrong: [`codes`]) and the node's file requests.
 //! Must not do: touch the database or the Batch REST API (it knows only `cobalt-proto`
@@ -49,6 +49,7 @@ mod error;
 mod exec;
 mod files;
 mod node;
+mod outbox;
 mod outputs;
 mod resources;
 mod run;
@@ -56,6 +57,5 @@ mod session;
 
 pub use error::AgentError;
 pub use files::MAX_READ_BYTES;
-pub use session::{
-    AgentConfig, BACKOFF_MAX, BACKOFF_START, BATCH_DELAY, BATCH_MAX, Exit, parent_exited, run,
-};
+pub use outbox::START_DELAY;
+pub use session::{AgentConfig, BACKOFF_MAX, BACKOFF_START, BATCH_MAX, Exit, parent_exited, run};

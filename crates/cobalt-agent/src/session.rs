@@ -17,17 +17,12 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use crate::connection::{self, Endpoint, Socket};
 use crate::exec::Identity;
 use crate::node::{self, NodeDirs};
+use crate::outbox::Outbox;
 use crate::run::{RunContext, Runs};
 use crate::{AgentError, files};
 
 /// Most events in one `Events` message; a full batch is sent at once.
 pub const BATCH_MAX: usize = 256;
-/// How long the first pending event waits for company before it is sent.
-pub const BATCH_DELAY: Duration = Duration::ZERO;
-/// How long a run's `Started` waits for the run's `Ended` when nothing else is pending: a run
-/// that ends within it is reported by its `Ended` alone (which carries its start time), so a
-/// short task costs the server one event and one write instead of two.
-pub const START_DELAY: Duration = Duration::from_millis(1);
 /// The first reconnect delay; it doubles after each failed attempt, up to [`BACKOFF_MAX`].
 pub const BACKOFF_START: Duration = Duration::from_millis(100);
 /// The longest reconnect delay.
@@ -109,7 +104,7 @@ struct Agent {
     events_tx: mpsc::UnboundedSender<Event>,
     events_rx: mpsc::UnboundedReceiver<Event>,
     /// Events received from runs and not yet sent.
-    pending: Vec<Event>,
+    outbox: Outbox,
     node_id: Option<String>,
     /// A `Welcome` has been received at least once.
     welcomed: bool,
@@ -134,7 +129,7 @@ struct Link {
     /// is dead even if TCP has not noticed.
     silence: Duration,
     last_heard: Instant,
-    /// When the pending events must go (2 ms after the first).
+    /// When the outbox must be sent next.
     flush_at: Option<Instant>,
     replies_tx: mpsc::UnboundedSender<FileReply>,
     replies_rx: mpsc::UnboundedReceiver<FileReply>,
@@ -184,7 +179,7 @@ impl Agent {
             runs: Runs::default(),
             events_tx,
             events_rx,
-            pending: Vec::new(),
+            outbox: Outbox::default(),
             welcomed: false,
         })
     }
@@ -290,9 +285,9 @@ impl Agent {
     fn unfinished_runs(&mut self) -> Vec<u64> {
         let mut runs: BTreeSet<u64> = self.runs.ids().into_iter().collect();
         while let Ok(event) = self.events_rx.try_recv() {
-            self.push(event);
+            self.outbox.add(event, Instant::now());
         }
-        runs.extend(self.pending.iter().filter_map(|e| match e {
+        runs.extend(self.outbox.ready().iter().filter_map(|e| match e {
             Event::Ended(end) => Some(end.run),
             Event::Began { .. } | Event::Started { .. } | Event::Withdrawn { .. } => None,
         }));
@@ -351,36 +346,23 @@ impl Agent {
         Ok(None)
     }
 
-    /// Adds an event (and whatever else is waiting) to the batch; sends a full batch at once,
-    /// else makes sure the batch goes within [`BATCH_DELAY`].
+    /// Adds an event (and whatever else is waiting) to the outbox; sends a full batch at once,
+    /// else makes sure the outbox is sent when it is due.
     async fn queue(&mut self, event: Event, link: &mut Link) -> Result<(), AgentError> {
-        self.push(event);
-        while self.pending.len() < BATCH_MAX {
+        let now = Instant::now();
+        self.outbox.add(event, now);
+        while self.outbox.ready_len() < BATCH_MAX {
             let Ok(event) = self.events_rx.try_recv() else {
                 break;
             };
-            self.push(event);
+            self.outbox.add(event, now);
         }
-        if self.pending.len() >= BATCH_MAX {
+        if self.outbox.ready_len() >= BATCH_MAX {
             self.flush(link).await?;
         } else {
-            let only_starts = self
-                .pending
-                .iter()
-                .all(|e| matches!(e, Event::Started { .. }));
-            let at = Instant::now()
-                + if only_starts {
-                    START_DELAY
-                } else {
-                    BATCH_DELAY
-                };
-            link.flush_at = Some(link.flush_at.map_or(at, |due| due.min(at)));
+            link.flush_at = self.outbox.due(now);
         }
         Ok(())
-    }
-
-    fn push(&mut self, event: Event) {
-        add_event(&mut self.pending, event);
     }
 
     /// Everything but `Leave`.
@@ -418,29 +400,35 @@ impl Agent {
         }
     }
 
-    /// Sends the pending events, [`BATCH_MAX`] per message. Events whose message could not be
-    /// sent stay pending for the next connection.
-    async fn flush(&mut self, link: &mut Link) -> Result<(), AgentError> {
-        link.flush_at = None;
-        while !self.pending.is_empty() {
-            let n = self.pending.len().min(BATCH_MAX);
+    /// Sends the events that are due, [`BATCH_MAX`] per message (every held one too when
+    /// `all`). Events whose message could not be sent stay for the next connection.
+    async fn flush_events(&mut self, link: &mut Link, all: bool) -> Result<(), AgentError> {
+        let now = Instant::now();
+        self.outbox.release(if all { None } else { Some(now) });
+        while self.outbox.ready_len() > 0 {
             let message = AgentMessage::Events {
-                events: self.pending.drain(..n).collect(),
+                events: self.outbox.take(BATCH_MAX),
             };
             if let Err(e) = link.send(&message).await {
                 if let AgentMessage::Events { events } = message {
-                    self.pending.splice(0..0, events);
+                    self.outbox.put_back(events);
                 }
                 return Err(e);
             }
         }
+        link.flush_at = self.outbox.due(now);
         Ok(())
+    }
+
+    /// Sends the events that are due.
+    async fn flush(&mut self, link: &mut Link) -> Result<(), AgentError> {
+        self.flush_events(link, false).await
     }
 
     /// `Leave`: kill every run, optionally wipe the node root, say goodbye.
     async fn leave_link(&mut self, link: &mut Link, wipe: bool) -> SessionEnd {
         self.leave(wipe).await;
-        let _ = self.flush(link).await;
+        let _ = self.flush_events(link, true).await;
         let _ = link.ws.close(None).await;
         SessionEnd::Left
     }
@@ -504,15 +492,6 @@ async fn read_welcome(ws: &mut Socket) -> Result<Answer, AgentError> {
     }
 }
 
-/// Adds an event to a batch. A run's `Ended` takes the place of its `Started` if that is still
-/// waiting ([`START_DELAY`]).
-fn add_event(pending: &mut Vec<Event>, event: Event) {
-    if let Event::Ended(end) = &event {
-        pending.retain(|e| !matches!(e, Event::Started { run, .. } if *run == end.run));
-    }
-    pending.push(event);
-}
-
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -566,46 +545,4 @@ fn hostname() -> String {
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use cobalt_model::batch::{TaskResult, Timestamp};
-    use cobalt_proto::RunEnd;
-
-    use super::*;
-
-    #[test]
-    fn an_end_takes_the_place_of_its_waiting_start() {
-        let started = |run| Event::Started {
-            run,
-            at: Timestamp::now(),
-            pgid: None,
-        };
-        let ended = |run| {
-            Event::Ended(RunEnd {
-                run,
-                start_time: Some(Timestamp::now()),
-                end_time: Timestamp::now(),
-                exit_code: Some(0),
-                result: TaskResult::Success,
-                failure_info: None,
-                pre_processing_error: false,
-                file_upload_error: false,
-            })
-        };
-        let mut pending = Vec::new();
-        for event in [started(1), started(2), ended(1), ended(3)] {
-            add_event(&mut pending, event);
-        }
-        let runs: Vec<(bool, u64)> = pending
-            .iter()
-            .map(|e| match e {
-                Event::Started { run, .. } => (false, *run),
-                Event::Ended(end) => (true, end.run),
-                Event::Began { run, .. } | Event::Withdrawn { run } => (false, *run),
-            })
-            .collect();
-        assert_eq!(runs, vec![(false, 2), (true, 1), (true, 3)]);
-    }
 }
