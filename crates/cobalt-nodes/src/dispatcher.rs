@@ -114,7 +114,7 @@ const BUSY_TURN: usize = 4;
 const COUNTERS_FLUSH: Duration = Duration::from_millis(100);
 /// A node takes this many times its task slots in queued runs beyond the runs it has: a slot
 /// that frees starts the next task at once, and a busy turn sends more tasks per message.
-const QUEUE_PER_SLOT: i32 = 2;
+const QUEUE_PER_SLOT: i32 = 4;
 /// A task run waiting this long in the queue of a full node while another node has a free
 /// slot is taken back and placed again (a free slot must not idle while tasks wait).
 const REBALANCE_AFTER: Duration = Duration::from_millis(100);
