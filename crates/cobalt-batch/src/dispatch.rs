@@ -332,7 +332,8 @@ impl Batch {
     }
 
     /// Records a turn's runs in one transaction (deferred when it only starts runs: a start is
-    /// rebuilt after a crash; durable when a run ended):
+    /// rebuilt after a crash; flushed within [`cobalt_store::SYNC_WINDOW`] when a run ended:
+    /// should the machine crash before, the task runs again, as after a lost node):
     /// - `starts` mark tasks `running` on their nodes; [`RunsRecorded::started`] lists those
     ///   still active (the others were terminated or deleted meanwhile);
     /// - `outcomes` record how runs ended: completion or retry, exit conditions and job
@@ -357,7 +358,7 @@ impl Batch {
         let durability = if outcomes.is_empty() {
             Durability::Deferred
         } else {
-            Durability::Durable
+            Durability::Soon
         };
         let finished = self.finish_writes(account, outcomes, now, &mut writes)?;
         for (pool_id, node) in nodes {

@@ -137,6 +137,16 @@ pub fn run(store: &dyn Store) {
         .unwrap();
     assert_eq!(store.get(&jobs, "job2").unwrap().unwrap().state, "active");
     store
+        .apply_with(
+            &[Write::Put(jobs.clone(), rec("job3", "active", ""))],
+            crate::Durability::Soon,
+        )
+        .unwrap();
+    assert_eq!(store.get(&jobs, "job3").unwrap().unwrap().state, "active");
+    store
+        .apply(&[Write::Delete(jobs.clone(), "job3".into())])
+        .unwrap();
+    store
         .apply(&[Write::Delete(jobs.clone(), "job2".into())])
         .unwrap();
 

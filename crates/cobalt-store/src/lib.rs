@@ -9,8 +9,10 @@
 
 pub mod conformance;
 mod sqlite;
+mod wal_sync;
 
 pub use sqlite::SqliteStore;
+pub use wal_sync::SYNC_WINDOW;
 
 /// The kinds of record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -167,6 +169,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 pub enum Durability {
     /// Before `apply` returns (an acknowledged client write).
     Durable,
+    /// Within [`SYNC_WINDOW`], flushed together with the other transactions of that window.
+    /// A crash of the machine (never of the process) may lose the window's last transactions,
+    /// never corrupt them, and never keep a later one without them. For what the service
+    /// does again if it is lost: a run's end (the task runs again, as after a lost node).
+    Soon,
     /// With the next durable transaction: a crash may lose it, never corrupt it, and never
     /// keep a later durable transaction without it. For state the service can rebuild (a
     /// task's move to `running`, node counters), so that it costs no flush of its own.

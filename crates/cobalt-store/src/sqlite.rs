@@ -8,6 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::wal_sync::WalSyncer;
 use crate::{Durability, Record, Scope, StateCount, Store, StoreError, StoreResult, Write};
 
 const MIGRATIONS: &[&str] = &[
@@ -88,6 +89,8 @@ impl From<rusqlite::Error> for StoreError {
 /// The SQLite store, in one file.
 #[derive(Debug)]
 pub struct SqliteStore {
+    /// First, so that it stops (after its last flush) before the connections close.
+    syncer: WalSyncer,
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
 }
@@ -117,7 +120,12 @@ impl SqliteStore {
         let readers = (0..READERS)
             .map(|_| open_connection(path).map(Mutex::new))
             .collect::<StoreResult<_>>()?;
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let syncer = WalSyncer::start(wal.into())
+            .map_err(|e| StoreError::Database(format!("cannot start the log flusher: {e}")))?;
         Ok(Self {
+            syncer,
             writer: Mutex::new(writer),
             readers,
         })
@@ -269,18 +277,26 @@ impl Store for SqliteStore {
 
     fn apply_with(&self, writes: &[Write], durability: Durability) -> StoreResult<()> {
         let mut conn = lock(&self.writer);
-        if durability == Durability::Deferred {
+        let relaxed = durability != Durability::Durable;
+        if relaxed {
             // In WAL mode a NORMAL commit is not synced; the next FULL commit syncs the WAL,
-            // and with it every frame before its own.
+            // and with it every frame before its own (so does the syncer's flush).
             conn.prepare_cached("PRAGMA synchronous = NORMAL")?
                 .execute([])?;
         }
         let result = commit(&mut conn, writes);
-        if durability == Durability::Deferred {
+        if relaxed {
             conn.prepare_cached("PRAGMA synchronous = FULL")?
                 .execute([])?;
         }
-        result
+        result?;
+        // Still under the writer's lock: no commit slips between these and the flags.
+        match durability {
+            Durability::Durable => self.syncer.clean(),
+            Durability::Soon => self.syncer.dirty(),
+            Durability::Deferred => {}
+        }
+        Ok(())
     }
 }
 
@@ -358,6 +374,49 @@ mod tests {
                 "{sql}"
             );
         }
+    }
+
+    #[test]
+    fn soon_transactions_are_flushed_together_within_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("batch.db")).unwrap();
+        let scope = Scope::top("acct", crate::Kind::Pool);
+        let put = |key: &str| {
+            Write::Put(
+                scope.clone(),
+                Record {
+                    key: key.into(),
+                    state: "active".into(),
+                    result: String::new(),
+                    body: "{}".into(),
+                },
+            )
+        };
+        // A durable commit owes nothing; a deferred one is left to the next durable commit.
+        store.apply(&[put("a")]).unwrap();
+        store.apply_with(&[put("b")], Durability::Deferred).unwrap();
+        assert_eq!(store.syncer.status(), (false, 0));
+
+        let began = std::time::Instant::now();
+        for key in ["c", "d", "e"] {
+            store.apply_with(&[put(key)], Durability::Soon).unwrap();
+        }
+        assert!(store.syncer.status().0, "a flush is owed");
+        while store.syncer.status().0 {
+            assert!(began.elapsed() < crate::SYNC_WINDOW * 20, "no flush");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(
+            began.elapsed() >= crate::SYNC_WINDOW,
+            "flushed before the window ended"
+        );
+        assert_eq!(store.syncer.status(), (false, 1), "one flush for the three");
+
+        // A durable commit covers what a soon one owed.
+        store.apply_with(&[put("f")], Durability::Soon).unwrap();
+        store.apply(&[put("g")]).unwrap();
+        assert!(!store.syncer.status().0);
+        assert_eq!(store.get(&scope, "f").unwrap().unwrap().key, "f");
     }
 
     #[test]
