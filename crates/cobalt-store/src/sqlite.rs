@@ -337,6 +337,18 @@ fn commit(conn: &mut Connection, writes: &[Write]) -> StoreResult<()> {
 mod tests {
     use super::*;
 
+    fn put_active(scope: &Scope, key: &str) -> Write {
+        Write::Put(
+            scope.clone(),
+            Record {
+                key: key.into(),
+                state: "active".into(),
+                result: String::new(),
+                body: "{}".into(),
+            },
+        )
+    }
+
     #[test]
     fn sqlite_passes_the_conformance_suite() {
         let dir = tempfile::tempdir().unwrap();
@@ -349,17 +361,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("batch.db")).unwrap();
         let scope = Scope::top("acct", crate::Kind::Pool);
-        let put = |key: &str| {
-            Write::Put(
-                scope.clone(),
-                Record {
-                    key: key.into(),
-                    state: "active".into(),
-                    result: String::new(),
-                    body: "{}".into(),
-                },
-            )
-        };
+        let put = |key: &str| put_active(&scope, key);
         store.apply(&[put("a"), put("b"), put("c")]).unwrap();
         for (after, limit) in [(None, 2), (Some("a"), 3), (Some("b"), 1)] {
             store.list(&scope, after, Some("active"), limit).unwrap();
@@ -381,17 +383,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("batch.db")).unwrap();
         let scope = Scope::top("acct", crate::Kind::Pool);
-        let put = |key: &str| {
-            Write::Put(
-                scope.clone(),
-                Record {
-                    key: key.into(),
-                    state: "active".into(),
-                    result: String::new(),
-                    body: "{}".into(),
-                },
-            )
-        };
+        let put = |key: &str| put_active(&scope, key);
         // A durable commit owes nothing; a deferred one is left to the next durable commit.
         store.apply(&[put("a")]).unwrap();
         store.apply_with(&[put("b")], Durability::Deferred).unwrap();
@@ -426,17 +418,7 @@ mod tests {
         let scope = Scope::top("acct", crate::Kind::Pool);
         {
             let store = SqliteStore::open(&path).unwrap();
-            store
-                .apply(&[Write::Put(
-                    scope.clone(),
-                    Record {
-                        key: "p".into(),
-                        state: "active".into(),
-                        result: String::new(),
-                        body: "{}".into(),
-                    },
-                )])
-                .unwrap();
+            store.apply(&[put_active(&scope, "p")]).unwrap();
         }
         let store = SqliteStore::open(&path).unwrap();
         assert!(store.get(&scope, "p").unwrap().is_some());
