@@ -36,6 +36,9 @@ struct State {
     stop: bool,
     /// Flushes of an existing log done (for tests).
     flushes: u64,
+    /// Why a flush failed. Linux may mark the pages clean after a failed fsync, so a later
+    /// one that succeeds proves nothing: the store refuses writes from then on.
+    failed: Option<String>,
 }
 
 impl WalSyncer {
@@ -73,6 +76,14 @@ impl WalSyncer {
         self.shared.lock().since = None;
     }
 
+    /// An error if a flush has failed.
+    pub fn check(&self) -> Result<(), String> {
+        match &self.shared.lock().failed {
+            None => Ok(()),
+            Some(e) => Err(format!("the database log could not be flushed: {e}")),
+        }
+    }
+
     /// Whether a flush is owed, and how many were done.
     #[cfg(test)]
     pub fn status(&self) -> (bool, u64) {
@@ -96,21 +107,28 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// fsyncs the log; says whether there was one. A log that does not exist (yet, or any
-    /// more: the last connection removes it after a full checkpoint) owes nothing.
-    fn flush(&self) -> bool {
-        match File::open(&self.wal).and_then(|f| f.sync_data()) {
-            Ok(()) => true,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-            Err(e) => {
-                tracing::error!(error = %e, wal = %self.wal.display(), "cannot flush the database log");
-                false
-            }
+    /// fsyncs the log (and, the first time, its directory, which SQLite syncs only when a
+    /// commit of its own is the first to sync a new log); says whether there was a log. A
+    /// log that does not exist (yet, or any more: the last connection removes it after a full
+    /// checkpoint) owes nothing.
+    fn flush(&self, dir_synced: &mut bool) -> std::io::Result<bool> {
+        match File::open(&self.wal) {
+            Ok(file) => file.sync_data()?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
         }
+        if !*dir_synced {
+            if let Some(dir) = self.wal.parent().filter(|d| !d.as_os_str().is_empty()) {
+                File::open(dir)?.sync_all()?;
+            }
+            *dir_synced = true;
+        }
+        Ok(true)
     }
 }
 
 fn run(shared: &Shared) {
+    let mut dir_synced = false;
     let mut state = shared.lock();
     loop {
         match state.since {
@@ -132,10 +150,71 @@ fn run(shared: &Shared) {
                 // Commits from here on owe a flush of their own (this one may miss them).
                 state.since = None;
                 drop(state);
-                let flushed = shared.flush();
+                let flushed = shared.flush(&mut dir_synced);
                 state = shared.lock();
-                state.flushes += u64::from(flushed);
+                match flushed {
+                    Ok(flushed) => state.flushes += u64::from(flushed),
+                    Err(e) => {
+                        tracing::error!(error = %e, wal = %shared.wal.display(),
+                            "cannot flush the database log; refusing writes from now on");
+                        state.failed = Some(e.to_string());
+                    }
+                }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_flush_is_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-directory");
+        std::fs::write(&file, b"").unwrap();
+        // Opening a path under a regular file fails with ENOTDIR, not NotFound.
+        let syncer = WalSyncer::start(file.join("state.db-wal")).unwrap();
+        assert_eq!(syncer.check(), Ok(()));
+        syncer.dirty();
+        let began = Instant::now();
+        while syncer.check().is_ok() {
+            assert!(
+                began.elapsed() < SYNC_WINDOW * 50,
+                "the failure was not seen"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            syncer
+                .check()
+                .is_err_and(|e| e.contains("could not be flushed")),
+            "{:?}",
+            syncer.check()
+        );
+        assert_eq!(syncer.status(), (false, 0));
+    }
+
+    #[test]
+    fn a_missing_log_owes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = dir.path().join("state.db-wal");
+        let syncer = WalSyncer::start(wal.clone()).unwrap();
+        syncer.dirty();
+        let began = Instant::now();
+        while syncer.status().0 {
+            assert!(began.elapsed() < SYNC_WINDOW * 50, "the flush never ran");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(syncer.check(), Ok(()));
+        // Once the log exists, the next flush syncs it.
+        std::fs::write(&wal, b"frames").unwrap();
+        syncer.dirty();
+        while syncer.status().1 == 0 {
+            assert!(began.elapsed() < SYNC_WINDOW * 100, "no flush");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(syncer.check(), Ok(()));
     }
 }
