@@ -346,6 +346,9 @@ fn runs_write_over_what_the_store_holds_not_over_older_copies() {
         file_upload_error: false,
         began: None,
     };
+    // A turn that only starts runs, and one that only ends them.
+    let start_runs = |starts| b.record_runs(A, starts, Vec::new(), &[]).unwrap().started;
+    let finish_runs = |outcomes| b.record_runs(A, Vec::new(), outcomes, &[]).unwrap().fates;
     let jobs = b.pool_jobs(A, "p").unwrap();
     let found = b.runnable(A, &jobs, 10, &HashSet::new()).unwrap();
     assert_eq!(found[0].tasks.len(), 2);
@@ -361,16 +364,10 @@ fn runs_write_over_what_the_store_holds_not_over_older_copies() {
     )
     .unwrap();
     // t2 is terminated while it runs: its end is stale.
-    let started = b
-        .record_runs(A, vec![start("t1"), start("t2")], Vec::new(), &[])
-        .unwrap()
-        .started;
+    let started = start_runs(vec![start("t1"), start("t2")]);
     assert_eq!(started.len(), 2);
     b.terminate_task(A, "j", "t2", &no()).unwrap();
-    let fates = b
-        .record_runs(A, Vec::new(), vec![outcome("t1", 1), outcome("t2", 0)], &[])
-        .unwrap()
-        .fates;
+    let fates = finish_runs(vec![outcome("t1", 1), outcome("t2", 0)]);
     assert_eq!(fates, vec![RunFate::Retried, RunFate::Ignored]);
     let t1 = b.get_task(A, "j", "t1", &no()).unwrap();
     assert_eq!(
@@ -393,35 +390,20 @@ fn runs_write_over_what_the_store_holds_not_over_older_copies() {
         task_id: id.into(),
         node_info: node.clone(),
     };
-    assert_eq!(
-        b.record_runs(A, vec![start2("a")], Vec::new(), &[])
-            .unwrap()
-            .started
-            .len(),
-        1
-    );
+    assert_eq!(start_runs(vec![start2("a")]).len(), 1);
     b.terminate_job(A, "j2", json!({}), &no()).unwrap();
-    assert!(
-        b.record_runs(A, vec![start2("b")], Vec::new(), &[])
-            .unwrap()
-            .started
-            .is_empty()
-    );
+    assert!(start_runs(vec![start2("b")]).is_empty());
 
     // Found, started and ended with nothing in between: the copies carry it through.
     let jobs = b.pool_jobs(A, "p").unwrap();
     let found = b.runnable(A, &jobs, 10, &HashSet::new()).unwrap();
     assert_eq!(found[0].tasks[0].spec.id, "t1");
-    b.record_runs(A, vec![start("t1")], Vec::new(), &[])
-        .unwrap();
+    start_runs(vec![start("t1")]);
     assert_eq!(
         b.get_task(A, "j", "t1", &no()).unwrap().state,
         TaskState::Running
     );
-    let fates = b
-        .record_runs(A, Vec::new(), vec![outcome("t1", 0)], &[])
-        .unwrap()
-        .fates;
+    let fates = finish_runs(vec![outcome("t1", 0)]);
     assert_eq!(fates, vec![RunFate::Completed(TaskResult::Success)]);
     let t1 = b.get_task(A, "j", "t1", &no()).unwrap();
     assert_eq!(
