@@ -3,9 +3,10 @@
 //!
 //! Owns: the one WebSocket to the Batch server ([`run`]: `Hello`/`Welcome`, heartbeats,
 //! reconnecting with backoff while runs go on, events batched by [`BATCH_MAX`], a run's
-//! `Started` held back for [`START_DELAY`]), the node directory (batch-rest.md §11), runs (task directory, resource
-//! file downloads, the process in its own process group, the wall-clock limit, kills, output
-//! file uploads, the `failureInfo` of what went wrong: [`codes`]) and the node's file requests.
+//! `Started` held back for [`START_DELAY`]), the node directory (batch-rest.md §11), runs
+//! (task directory, resource file downloads, the process in its own process group, the
+//! wall-clock limit, kills, output file uploads, the `failureInfo` of what went wrong:
+//! [`codes`]) and the node's file requests.
 //! Must not do: touch the database or the Batch REST API (it knows only `cobalt-proto`
 //! messages and, as a client, the Blob REST API), decide retries or task state (the server's),
 //! run a command through a shell.

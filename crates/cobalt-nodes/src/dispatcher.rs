@@ -2242,7 +2242,8 @@ impl Dispatcher {
                 let Some(r) = runs.get(&id) else {
                     continue;
                 };
-                let Some(job) = jobs.iter().find(|j| id_key(&j.id) == id_key(&r.job)) else {
+                let job_key = id_key(&r.job);
+                let Some(job) = jobs.iter().find(|j| id_key(&j.id) == job_key) else {
                     continue;
                 };
                 let to = open.iter_mut().find(|(node, free)| {
