@@ -363,9 +363,15 @@ pub fn task(run: u64, command_line: &str) -> Assignment {
 
 /// A fake server and an agent connected to it (Welcome sent, heartbeat 5 s).
 pub async fn connected() -> (FakeServer, Conn, TestAgent) {
+    connected_with_slots(0).await
+}
+
+/// [`connected`], the node having `task_slots` task slots (0: no limit).
+pub async fn connected_with_slots(task_slots: u32) -> (FakeServer, Conn, TestAgent) {
     let mut server = FakeServer::start("secret-token").await;
     let agent = TestAgent::start(&server.url, "secret-token");
-    let (conn, _) = server.accept("node-1", 5).await;
+    let mut conn = server.next_conn().await;
+    conn.welcome_with_slots("node-1", 5, task_slots).await;
     (server, conn, agent)
 }
 

@@ -6,7 +6,9 @@ use cobalt_agent::codes;
 use cobalt_model::batch::{EnvironmentSetting, TaskResult};
 use cobalt_proto::{Event, ServerMessage};
 
-use crate::harness::{FakeServer, TestAgent, connected, read_pid, task, task_uid, wait_gone};
+use crate::harness::{
+    FakeServer, TestAgent, connected, connected_with_slots, read_pid, task, task_uid, wait_gone,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_sees_its_environment_and_writes_in_its_working_directory() {
@@ -271,10 +273,7 @@ fn queued(run: u64, command_line: &str) -> cobalt_proto::Assignment {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_runs_wait_for_a_slot_in_the_order_they_came() {
-    let mut server = FakeServer::start("secret-token").await;
-    let _agent = TestAgent::start(&server.url, "secret-token");
-    let mut conn = server.next_conn().await;
-    conn.welcome_with_slots("node-1", 5, 1).await;
+    let (_server, mut conn, _agent) = connected_with_slots(1).await;
     conn.run(vec![
         queued(1, "/bin/sh -c 'sleep 0.4'"),
         queued(2, "/bin/true"),
@@ -324,10 +323,7 @@ async fn queued_runs_wait_for_a_slot_in_the_order_they_came() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_withdrawn_run_leaves_the_queue_but_a_begun_one_runs_on() {
-    let mut server = FakeServer::start("secret-token").await;
-    let agent = TestAgent::start(&server.url, "secret-token");
-    let mut conn = server.next_conn().await;
-    conn.welcome_with_slots("node-1", 5, 1).await;
+    let (_server, mut conn, agent) = connected_with_slots(1).await;
     conn.run(vec![
         queued(1, "/bin/sh -c 'sleep 0.4; echo one'"),
         queued(2, "/bin/sh -c 'echo two'"),
@@ -376,10 +372,7 @@ async fn a_withdrawn_run_leaves_the_queue_but_a_begun_one_runs_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_withdrawn_run_holds_up_no_run_behind_it() {
-    let mut server = FakeServer::start("secret-token").await;
-    let _agent = TestAgent::start(&server.url, "secret-token");
-    let mut conn = server.next_conn().await;
-    conn.welcome_with_slots("node-1", 5, 2).await;
+    let (_server, mut conn, _agent) = connected_with_slots(2).await;
     // Two slots: run 1 takes one; run 2 wants both and waits for run 1; run 3, behind it,
     // wants one.
     let mut both = queued(2, "/bin/true");
@@ -404,10 +397,7 @@ async fn a_withdrawn_run_holds_up_no_run_behind_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queued_run_with_resource_files_says_when_it_began() {
-    let mut server = FakeServer::start("secret-token").await;
-    let _agent = TestAgent::start(&server.url, "secret-token");
-    let mut conn = server.next_conn().await;
-    conn.welcome_with_slots("node-1", 5, 1).await;
+    let (_server, mut conn, _agent) = connected_with_slots(1).await;
     let mut a = queued(1, "/bin/true");
     // A file that cannot be downloaded still makes the run begin first.
     a.resource_files = vec![cobalt_model::batch::ResourceFile {
