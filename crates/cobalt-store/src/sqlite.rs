@@ -402,10 +402,7 @@ mod tests {
             store.apply_with(&[put(key)], Durability::Soon).unwrap();
         }
         assert!(store.syncer.status().0, "a flush is owed");
-        while store.syncer.status().1 == 0 {
-            assert!(began.elapsed() < crate::SYNC_WINDOW * 50, "no flush");
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        crate::wal_sync::wait_until("no flush", || store.syncer.status().1 > 0);
         assert!(
             began.elapsed() >= crate::SYNC_WINDOW,
             "flushed before the window ended"

@@ -165,6 +165,16 @@ fn run(shared: &Shared) {
     }
 }
 
+/// Waits until `done`, failing with `what` after [`SYNC_WINDOW`] fifty times over.
+#[cfg(test)]
+pub(crate) fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let began = Instant::now();
+    while !done() {
+        assert!(began.elapsed() < SYNC_WINDOW * 50, "{what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,14 +188,7 @@ mod tests {
         let syncer = WalSyncer::start(file.join("state.db-wal")).unwrap();
         assert_eq!(syncer.check(), Ok(()));
         syncer.dirty();
-        let began = Instant::now();
-        while syncer.check().is_ok() {
-            assert!(
-                began.elapsed() < SYNC_WINDOW * 50,
-                "the failure was not seen"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_until("the failure was not seen", || syncer.check().is_err());
         assert!(
             syncer
                 .check()
@@ -202,19 +205,12 @@ mod tests {
         let wal = dir.path().join("state.db-wal");
         let syncer = WalSyncer::start(wal.clone()).unwrap();
         syncer.dirty();
-        let began = Instant::now();
-        while syncer.status().0 {
-            assert!(began.elapsed() < SYNC_WINDOW * 50, "the flush never ran");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_until("the flush never ran", || !syncer.status().0);
         assert_eq!(syncer.check(), Ok(()));
         // Once the log exists, the next flush syncs it.
         std::fs::write(&wal, b"frames").unwrap();
         syncer.dirty();
-        while syncer.status().1 == 0 {
-            assert!(began.elapsed() < SYNC_WINDOW * 100, "no flush");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_until("no flush", || syncer.status().1 > 0);
         assert_eq!(syncer.check(), Ok(()));
     }
 }
