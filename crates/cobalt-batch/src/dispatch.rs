@@ -283,19 +283,26 @@ impl Batch {
         let mut found = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            // Fetch about what is needed: a few more than `limit` in case some wait for
-            // their dependencies.
+            // Keys first, as many as are queued and a few more than `limit` in case some wait
+            // for their dependencies: the queued ones (most of what the scan finds under load)
+            // are skipped without reading their records.
             let want = (limit - found.len() + queued.len()).clamp(8, 256);
-            let batch = self
+            let keys = self
                 .store
-                .list(&scope, after.as_deref(), Some("active"), want)?;
-            let done = batch.len() < want;
-            for record in &batch {
-                after = Some(record.key.clone());
-                if queued.contains(&(job_key.clone(), record.key.clone())) {
+                .keys_in_state(&scope, "active", after.as_deref(), want)?;
+            let done = keys.len() < want;
+            for key in keys {
+                if queued.contains(&(job_key.clone(), key.clone())) {
+                    after = Some(key);
                     continue;
                 }
-                let task: Task = crate::service::decode(record)?;
+                // Gone or no longer active since the keys were read: not runnable.
+                let record = self.store.get(&scope, &key)?;
+                after = Some(key);
+                let Some(record) = record.filter(|r| r.state == "active") else {
+                    continue;
+                };
+                let task: Task = crate::service::decode(&record)?;
                 if self.dependencies_met(account, job, &task)? {
                     found.push(task);
                     if found.len() == limit {

@@ -72,6 +72,22 @@ pub fn run(store: &dyn Store) {
         .list(&tasks, Some("t10"), Some("completed"), 1)
         .unwrap();
     assert_eq!(done_after[0].key, "t15");
+    assert_eq!(
+        store.keys_in_state(&tasks, "completed", None, 100).unwrap(),
+        ["t00", "t05", "t10", "t15", "t20"]
+    );
+    assert_eq!(
+        store
+            .keys_in_state(&tasks, "active", Some("t16"), 3)
+            .unwrap(),
+        ["t17", "t18", "t19"]
+    );
+    assert!(
+        store
+            .keys_in_state(&tasks, "running", None, 10)
+            .unwrap()
+            .is_empty()
+    );
 
     // Which keys exist, in one scope only.
     let keys: Vec<String> = ["t00", "t24", "t25", "job1", "t'); --"]

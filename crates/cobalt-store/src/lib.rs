@@ -137,6 +137,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         limit: usize,
     ) -> StoreResult<Vec<Record>>;
 
+    /// The keys of up to `limit` records of `scope` in `state` with keys after `after`, in key
+    /// order: the records' bodies are not read (a scan that skips most of what it finds).
+    fn keys_in_state(
+        &self,
+        scope: &Scope,
+        state: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<String>>;
+
     /// Record counts of `scope` by (state, result).
     fn count(&self, scope: &Scope) -> StoreResult<Vec<StateCount>>;
 

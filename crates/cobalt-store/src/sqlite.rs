@@ -72,6 +72,9 @@ const LIST_IN_STATE: &str =
     "SELECT key, state, result, body FROM records INDEXED BY records_by_state
      WHERE account = ?1 AND kind = ?2 AND parent = ?3 AND state = ?4 AND key > ?5
      ORDER BY key LIMIT ?6";
+const KEYS_IN_STATE: &str = "SELECT key FROM records INDEXED BY records_by_state
+     WHERE account = ?1 AND kind = ?2 AND parent = ?3 AND state = ?4 AND key > ?5
+     ORDER BY key LIMIT ?6";
 const LIST_ALL: &str = "SELECT key, state, result, body FROM records
      WHERE account = ?1 AND kind = ?2 AND parent = ?3 AND key > ?4
      ORDER BY key LIMIT ?5";
@@ -234,6 +237,36 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
+    fn keys_in_state(
+        &self,
+        scope: &Scope,
+        state: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<String>> {
+        let conn = if limit <= SMALL_LIST {
+            self.small_read()
+        } else {
+            self.reader()
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = conn.prepare_cached(KEYS_IN_STATE)?;
+        let keys = stmt
+            .query_map(
+                params![
+                    scope.account,
+                    scope.kind.code(),
+                    scope.parent,
+                    state,
+                    after.unwrap_or(""),
+                    limit
+                ],
+                |row| row.get(0),
+            )?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(keys)
+    }
+
     fn count(&self, scope: &Scope) -> StoreResult<Vec<StateCount>> {
         let conn = self.reader();
         let mut stmt = conn.prepare_cached(
@@ -374,9 +407,10 @@ mod tests {
         for (after, limit) in [(None, 2), (Some("a"), 3), (Some("b"), 1)] {
             store.list(&scope, after, Some("active"), limit).unwrap();
             store.list(&scope, after, None, limit).unwrap();
+            store.keys_in_state(&scope, "active", after, limit).unwrap();
         }
         let conn = store.small_read();
-        for sql in [LIST_IN_STATE, LIST_ALL] {
+        for sql in [LIST_IN_STATE, LIST_ALL, KEYS_IN_STATE] {
             let stmt = conn.prepare_cached(sql).unwrap();
             assert_eq!(
                 stmt.get_status(rusqlite::StatementStatus::RePrepare),
