@@ -79,9 +79,9 @@ pub(crate) fn add_task_collection(
         return Err(BatchError::new(ErrorCode::RequestBodyTooLarge)
             .with_value("MaxLimit", MAX_COLLECTION_BYTES.to_string()));
     }
-    let body = req.json(true)?;
-    let tasks = match body.get("value") {
-        Some(Value::Array(items)) => items.clone(),
+    let mut body = req.json(true)?;
+    let tasks = match body.get_mut("value").map(Value::take) {
+        Some(Value::Array(items)) => items,
         Some(_) => {
             return Err(BatchError::new(ErrorCode::InvalidPropertyValue)
                 .with_value("PropertyName", "value"));
