@@ -1206,6 +1206,28 @@ def test_task_slots_limit_concurrency(client):
     client.pool.delete(pid)
 
 
+def test_a_stream_of_quick_tasks_runs_each_task_once(client):
+    """Two nodes with four slots each and 400 quick tasks: their runs end in a stream, whose
+    ends the server writes in batches while the nodes go on with the tasks behind them.
+    Every task completes once, at its first try, and the nodes counted exactly one run per
+    task (a task whose end is not written yet is not placed again)."""
+    pid = add_pool(client, 2, 4)
+    idle_nodes(client, pid, 2)
+    jid = add_job(client, pid)
+    add_tasks(client, jid, [task(f"q{i:03d}", "/bin/true") for i in range(400)])
+    tasks = all_completed(client, jid, 400)
+    again = [(t.id, t.execution_info.retry_count, t.execution_info.requeue_count)
+             for t in tasks if t.execution_info.retry_count or t.execution_info.requeue_count]
+    assert not again, again
+    assert all(t.execution_info.result == bm.TaskExecutionResult.success for t in tasks)
+    nodes = list(client.compute_node.list(pid))
+    assert sum(n.total_tasks_run for n in nodes) == 400, [
+        (n.id, n.total_tasks_run) for n in nodes]
+    assert sum(n.total_tasks_succeeded for n in nodes) == 400
+    client.job.delete(jid)
+    client.pool.delete(pid)
+
+
 # == 12. node operations ====================================================================
 
 def test_disable_and_enable_scheduling(client, marks):

@@ -112,6 +112,14 @@ const BUSY_TURN: usize = 4;
 /// How stale a node's task counters (`runningTasksCount`…) may be in its saved record: a
 /// burst of tasks then saves node records a few times a second, not on every turn.
 const COUNTERS_FLUSH: Duration = Duration::from_millis(100);
+/// With at least this many runs going, runs end in a stream: the ends (and starts) recorded
+/// wait up to [`RUNS_HOLD`], or until [`RUNS_BATCH`] have gathered, to share one transaction.
+/// With fewer, each turn writes what it has, so that a lone task completes without delay.
+const RUNS_STREAM: usize = 8;
+/// How long a stream's recorded runs may wait to be written.
+const RUNS_HOLD: Duration = Duration::from_millis(10);
+/// A stream's recorded runs are written once this many have gathered.
+const RUNS_BATCH: usize = 256;
 /// A node takes this many times its task slots in queued runs beyond the runs it has: a slot
 /// that frees starts the next task at once, and a busy turn sends more tasks per message.
 const QUEUE_PER_SLOT: i32 = 4;
@@ -268,6 +276,8 @@ struct Dispatcher {
     outcomes: HashMap<String, Vec<RunOutcome>>,
     /// Queued task runs the agents began, per account, to mark `running` (with the run).
     began: HashMap<String, Vec<(u64, RunStart)>>,
+    /// Since when runs in `outcomes` or `began` wait to be written.
+    unwritten_since: Option<Instant>,
     /// The last turn handled many inputs.
     busy: bool,
     leaving: Vec<(Child, Instant)>,
@@ -299,6 +309,7 @@ pub fn spawn(
         job_pool: HashMap::new(),
         outcomes: HashMap::new(),
         began: HashMap::new(),
+        unwritten_since: None,
         busy: false,
         leaving: Vec::new(),
         next_run: first_run_id(),
@@ -387,10 +398,14 @@ impl Dispatcher {
             }
             self.busy = handled >= BUSY_TURN;
             if stop {
+                // What ended is written: those tasks need not run again after a restart.
+                self.flush_runs();
                 self.stop_all();
                 return;
             }
-            self.flush_runs();
+            if self.runs_due() {
+                self.flush_runs();
+            }
             self.clean_expired();
             self.rebalance_all();
             self.schedule_all();
@@ -2061,8 +2076,8 @@ impl Dispatcher {
     }
 
     /// The (job, task) keys of the account's task runs whose task is still `active` in the
-    /// store: waiting in a node's queue, or begun with the start not written yet (a failed
-    /// flush keeps it for the next turn).
+    /// store: waiting in a node's queue, begun with the start not written yet, or ended with
+    /// the end not written yet (written with the start when that was not).
     fn queued_tasks(&self, account: &str) -> HashSet<(String, String)> {
         let unwritten: HashSet<u64> = self
             .began
@@ -2077,6 +2092,13 @@ impl Dispatcher {
                     && (!r.began || unwritten.contains(id))
             })
             .map(|(_, r)| (id_key(&r.job), id_key(&r.task)))
+            .chain(
+                self.outcomes
+                    .get(account)
+                    .into_iter()
+                    .flatten()
+                    .map(|o| (id_key(&o.job_id), id_key(&o.task_id))),
+            )
             .collect()
     }
 
@@ -2144,7 +2166,20 @@ impl Dispatcher {
         }
     }
 
-    /// Records the turn's begun runs (their tasks go `running`) and ended runs, in one
+    /// Whether the runs begun and ended since the last flush are written this turn (see
+    /// [`RUNS_STREAM`]).
+    fn runs_due(&mut self) -> bool {
+        let unwritten = self.outcomes.values().map(Vec::len).sum::<usize>()
+            + self.began.values().map(Vec::len).sum::<usize>();
+        if unwritten == 0 {
+            self.unwritten_since = None;
+            return false;
+        }
+        let since = *self.unwritten_since.get_or_insert_with(Instant::now);
+        self.runs.len() < RUNS_STREAM || unwritten >= RUNS_BATCH || since.elapsed() >= RUNS_HOLD
+    }
+
+    /// Records the begun runs (their tasks go `running`) and ended runs, in one
     /// transaction per account. A begun run whose task is no longer active (terminated,
     /// deleted, its job stopped) is killed. On a store error both are kept and tried again next
     /// turn, so that no task stays `active` while it runs or `running` with no run behind it.
@@ -2195,6 +2230,10 @@ impl Dispatcher {
                     self.kill_run(run);
                 }
             }
+        }
+        // What a store error kept waits on: the next turn tries again.
+        if self.outcomes.values().all(Vec::is_empty) && self.began.values().all(Vec::is_empty) {
+            self.unwritten_since = None;
         }
     }
 
@@ -2378,12 +2417,17 @@ impl Dispatcher {
         }
     }
 
-    /// How long the loop may wait for input before node counters are due to be saved.
+    /// How long the loop may wait for input before node counters are due to be saved, or
+    /// recorded runs to be written.
     fn idle_wait(&self) -> Duration {
         self.pools
             .values()
             .filter(|rt| !rt.lazy.is_empty())
             .map(|rt| COUNTERS_FLUSH.saturating_sub(rt.flushed.elapsed()))
+            .chain(
+                self.unwritten_since
+                    .map(|since| RUNS_HOLD.saturating_sub(since.elapsed())),
+            )
             .min()
             .unwrap_or(Duration::from_millis(200))
             .min(Duration::from_millis(200))
