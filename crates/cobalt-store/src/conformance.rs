@@ -142,6 +142,29 @@ pub fn run(store: &dyn Store) {
     store.apply(&[Write::DeleteAll(tasks.clone())]).unwrap();
     assert_eq!(store.count(&tasks).unwrap(), vec![]);
     assert_eq!(store.count(&other_tasks).unwrap(), vec![c("active", "", 1)]);
+    // Within one transaction: a record put twice counts once, in its last state; a scope
+    // deleted whole counts only what is put in it afterwards.
+    store
+        .apply(&[
+            Write::Put(other_tasks.clone(), rec("y", "active", "")),
+            Write::Put(other_tasks.clone(), rec("y", "completed", "success")),
+            Write::Put(other_tasks.clone(), rec("x", "running", "")),
+        ])
+        .unwrap();
+    let mut counts = store.count(&other_tasks).unwrap();
+    counts.sort_by(|a, b| (&a.state, &a.result).cmp(&(&b.state, &b.result)));
+    assert_eq!(
+        counts,
+        vec![c("completed", "success", 1), c("running", "", 1)]
+    );
+    store
+        .apply(&[
+            Write::Put(other_tasks.clone(), rec("z", "active", "")),
+            Write::DeleteAll(other_tasks.clone()),
+            Write::Put(other_tasks.clone(), rec("x", "active", "")),
+        ])
+        .unwrap();
+    assert_eq!(store.count(&other_tasks).unwrap(), vec![c("active", "", 1)]);
     store.apply(&writes).unwrap();
 
     // A deferred transaction is visible at once, like a durable one.

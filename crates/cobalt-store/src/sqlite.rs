@@ -1,7 +1,7 @@
 //! The SQLite backend: WAL with `synchronous=FULL` (a committed transaction survives a crash),
 //! one writer connection and a small pool of readers.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
@@ -65,6 +65,13 @@ const MIGRATIONS: &[&str] = &[
         INSERT INTO counts VALUES (new.account, new.kind, new.parent, new.state, new.result, 1)
         ON CONFLICT(account, kind, parent, state, result) DO UPDATE SET n = n + 1;
     END;
+    "#,
+    // 4: the counts are kept by `commit`, which adds up a transaction's changes by (scope,
+    // state, result) and writes each sum once: a trigger wrote the counts on every record.
+    r#"
+    DROP TRIGGER records_counted_insert;
+    DROP TRIGGER records_counted_delete;
+    DROP TRIGGER records_counted_update;
     "#,
 ];
 
@@ -341,35 +348,126 @@ impl Store for SqliteStore {
     }
 }
 
+/// Changes to the counts of records by (account, kind, parent, state, result).
+#[derive(Default)]
+struct CountChanges(HashMap<(String, i64, String, String, String), i64>);
+
+impl CountChanges {
+    fn add(&mut self, scope: &Scope, state: &str, result: &str, n: i64) {
+        let key = (
+            scope.account.clone(),
+            scope.kind.code(),
+            scope.parent.clone(),
+            state.to_owned(),
+            result.to_owned(),
+        );
+        *self.0.entry(key).or_default() += n;
+    }
+
+    /// Writes the changes into `counts`, and forgets them.
+    fn write(&mut self, tx: &rusqlite::Transaction<'_>) -> StoreResult<()> {
+        for ((account, kind, parent, state, result), n) in self.0.drain() {
+            if n != 0 {
+                tx.prepare_cached(
+                    "INSERT INTO counts VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT(account, kind, parent, state, result) DO UPDATE SET n = n + excluded.n",
+                )?
+                .execute(params![account, kind, parent, state, result, n])?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The state and result of the record with `key` in `scope`, if there is one.
+fn state_of(
+    tx: &rusqlite::Transaction<'_>,
+    scope: &Scope,
+    key: &str,
+) -> StoreResult<Option<(String, String)>> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT state, result FROM records
+             WHERE account = ?1 AND kind = ?2 AND parent = ?3 AND key = ?4",
+        )?
+        .query_row(
+            params![scope.account, scope.kind.code(), scope.parent, key],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?)
+}
+
 fn commit(conn: &mut Connection, writes: &[Write]) -> StoreResult<()> {
     let tx = conn.transaction()?;
+    let mut counts = CountChanges::default();
     for w in writes {
         match w {
             Write::Put(s, r) => {
-                // An upsert, not INSERT OR REPLACE: a replace deletes without firing the delete
-                // trigger, which would leave the counts wrong.
-                tx.prepare_cached(
-                        "INSERT INTO records(account, kind, parent, key, state, result, body)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                         ON CONFLICT(account, kind, parent, key) DO UPDATE
-                         SET state = excluded.state, result = excluded.result, body = excluded.body",
+                let old = state_of(&tx, s, &r.key)?;
+                if old
+                    .as_ref()
+                    .is_none_or(|(state, result)| *state != r.state || *result != r.result)
+                {
+                    if let Some((state, result)) = &old {
+                        counts.add(s, state, result, -1);
+                    }
+                    counts.add(s, &r.state, &r.result, 1);
+                }
+                if old.is_some() {
+                    tx.prepare_cached(
+                        "UPDATE records SET state = ?5, result = ?6, body = ?7
+                         WHERE account = ?1 AND kind = ?2 AND parent = ?3 AND key = ?4",
                     )?
-                    .execute(params![s.account, s.kind.code(), s.parent, r.key, r.state, r.result, r.body])?;
+                    .execute(params![
+                        s.account,
+                        s.kind.code(),
+                        s.parent,
+                        r.key,
+                        r.state,
+                        r.result,
+                        r.body
+                    ])?;
+                } else {
+                    tx.prepare_cached(
+                        "INSERT INTO records(account, kind, parent, key, state, result, body)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )?
+                    .execute(params![
+                        s.account,
+                        s.kind.code(),
+                        s.parent,
+                        r.key,
+                        r.state,
+                        r.result,
+                        r.body
+                    ])?;
+                }
             }
             Write::Delete(s, key) => {
-                tx.prepare_cached(
+                if let Some((state, result)) = state_of(&tx, s, key)? {
+                    counts.add(s, &state, &result, -1);
+                    tx.prepare_cached(
                         "DELETE FROM records WHERE account = ?1 AND kind = ?2 AND parent = ?3 AND key = ?4",
                     )?
                     .execute(params![s.account, s.kind.code(), s.parent, key])?;
+                }
             }
             Write::DeleteAll(s) => {
+                // The changes so far may count records of the scope: in first, then all gone.
+                counts.write(&tx)?;
+                let scope = params![s.account, s.kind.code(), s.parent];
                 tx.prepare_cached(
                     "DELETE FROM records WHERE account = ?1 AND kind = ?2 AND parent = ?3",
                 )?
-                .execute(params![s.account, s.kind.code(), s.parent])?;
+                .execute(scope)?;
+                tx.prepare_cached(
+                    "DELETE FROM counts WHERE account = ?1 AND kind = ?2 AND parent = ?3",
+                )?
+                .execute(scope)?;
             }
         }
     }
+    counts.write(&tx)?;
     tx.commit()?;
     Ok(())
 }
