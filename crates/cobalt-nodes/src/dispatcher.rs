@@ -1973,7 +1973,12 @@ impl Dispatcher {
             })
             .collect();
         let free: i32 = slots.iter().map(|s| s.free + s.queue).sum();
-        if free <= 0 {
+        // A free slot is filled at once; queues that are still more than half full are topped
+        // up a turn or two later, a scan of the runnable tasks then serving more of them.
+        let topped_up = slots
+            .iter()
+            .all(|s| s.free <= 0 && 2 * (s.free + s.queue) < s.queue);
+        if free <= 0 || topped_up {
             return;
         }
         let pack = rt
