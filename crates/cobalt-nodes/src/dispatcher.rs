@@ -2082,7 +2082,7 @@ impl Dispatcher {
 
     /// The (job, task) keys of the account's task runs whose task is still `active` in the
     /// store: waiting in a node's queue, begun with the start not written yet, or ended with
-    /// the end not written yet (written with the start when that was not).
+    /// the end not written yet (a start not written yet is written with its end).
     fn queued_tasks(&self, account: &str) -> HashSet<(String, String)> {
         let unwritten: HashSet<u64> = self
             .began
