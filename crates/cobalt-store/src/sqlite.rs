@@ -151,6 +151,15 @@ impl SqliteStore {
         }
     }
 
+    /// A connection for a list of up to `limit` records: a short read or not.
+    fn list_read(&self, limit: usize) -> MutexGuard<'_, Connection> {
+        if limit <= SMALL_LIST {
+            self.small_read()
+        } else {
+            self.reader()
+        }
+    }
+
     fn reader(&self) -> MutexGuard<'_, Connection> {
         for r in &self.readers {
             if let Ok(guard) = r.try_lock() {
@@ -217,11 +226,7 @@ impl Store for SqliteStore {
         state: Option<&str>,
         limit: usize,
     ) -> StoreResult<Vec<Record>> {
-        let conn = if limit <= SMALL_LIST {
-            self.small_read()
-        } else {
-            self.reader()
-        };
+        let conn = self.list_read(limit);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let after = after.unwrap_or("");
         let base = (
@@ -251,11 +256,7 @@ impl Store for SqliteStore {
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<Vec<String>> {
-        let conn = if limit <= SMALL_LIST {
-            self.small_read()
-        } else {
-            self.reader()
-        };
+        let conn = self.list_read(limit);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut stmt = conn.prepare_cached(KEYS_IN_STATE)?;
         let keys = stmt
@@ -413,35 +414,23 @@ fn commit(conn: &mut Connection, writes: &[Write]) -> StoreResult<()> {
                     }
                     counts.add(s, &r.state, &r.result, 1);
                 }
-                if old.is_some() {
-                    tx.prepare_cached(
-                        "UPDATE records SET state = ?5, result = ?6, body = ?7
-                         WHERE account = ?1 AND kind = ?2 AND parent = ?3 AND key = ?4",
-                    )?
-                    .execute(params![
-                        s.account,
-                        s.kind.code(),
-                        s.parent,
-                        r.key,
-                        r.state,
-                        r.result,
-                        r.body
-                    ])?;
+                // The same parameters for both: ?1-?4 the key, ?5-?7 the values.
+                let sql = if old.is_some() {
+                    "UPDATE records SET state = ?5, result = ?6, body = ?7
+                     WHERE account = ?1 AND kind = ?2 AND parent = ?3 AND key = ?4"
                 } else {
-                    tx.prepare_cached(
-                        "INSERT INTO records(account, kind, parent, key, state, result, body)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    )?
-                    .execute(params![
-                        s.account,
-                        s.kind.code(),
-                        s.parent,
-                        r.key,
-                        r.state,
-                        r.result,
-                        r.body
-                    ])?;
-                }
+                    "INSERT INTO records(account, kind, parent, key, state, result, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                };
+                tx.prepare_cached(sql)?.execute(params![
+                    s.account,
+                    s.kind.code(),
+                    s.parent,
+                    r.key,
+                    r.state,
+                    r.result,
+                    r.body
+                ])?;
             }
             Write::Delete(s, key) => {
                 if let Some((state, result)) = state_of(&tx, s, key)? {
