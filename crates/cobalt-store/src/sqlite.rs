@@ -349,31 +349,28 @@ impl Store for SqliteStore {
     }
 }
 
-/// Changes to the counts of records by (account, kind, parent, state, result).
+/// Changes to the counts of records by (scope, state, result). Changes that cancel out (a
+/// record written again in the state it had) write nothing.
 #[derive(Default)]
-struct CountChanges(HashMap<(String, i64, String, String, String), i64>);
+struct CountChanges<'a>(HashMap<(&'a Scope, String, String), i64>);
 
-impl CountChanges {
-    fn add(&mut self, scope: &Scope, state: &str, result: &str, n: i64) {
-        let key = (
-            scope.account.clone(),
-            scope.kind.code(),
-            scope.parent.clone(),
-            state.to_owned(),
-            result.to_owned(),
-        );
-        *self.0.entry(key).or_default() += n;
+impl<'a> CountChanges<'a> {
+    fn add(&mut self, scope: &'a Scope, state: &str, result: &str, n: i64) {
+        *self
+            .0
+            .entry((scope, state.to_owned(), result.to_owned()))
+            .or_default() += n;
     }
 
     /// Writes the changes into `counts`, and forgets them.
     fn write(&mut self, tx: &rusqlite::Transaction<'_>) -> StoreResult<()> {
-        for ((account, kind, parent, state, result), n) in self.0.drain() {
+        for ((s, state, result), n) in self.0.drain() {
             if n != 0 {
                 tx.prepare_cached(
                     "INSERT INTO counts VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                      ON CONFLICT(account, kind, parent, state, result) DO UPDATE SET n = n + excluded.n",
                 )?
-                .execute(params![account, kind, parent, state, result, n])?;
+                .execute(params![s.account, s.kind.code(), s.parent, state, result, n])?;
             }
         }
         Ok(())
@@ -405,15 +402,10 @@ fn commit(conn: &mut Connection, writes: &[Write]) -> StoreResult<()> {
         match w {
             Write::Put(s, r) => {
                 let old = state_of(&tx, s, &r.key)?;
-                if old
-                    .as_ref()
-                    .is_none_or(|(state, result)| *state != r.state || *result != r.result)
-                {
-                    if let Some((state, result)) = &old {
-                        counts.add(s, state, result, -1);
-                    }
-                    counts.add(s, &r.state, &r.result, 1);
+                if let Some((state, result)) = &old {
+                    counts.add(s, state, result, -1);
                 }
+                counts.add(s, &r.state, &r.result, 1);
                 // The same parameters for both: ?1-?4 the key, ?5-?7 the values.
                 let sql = if old.is_some() {
                     "UPDATE records SET state = ?5, result = ?6, body = ?7
