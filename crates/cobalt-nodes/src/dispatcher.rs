@@ -2174,14 +2174,19 @@ impl Dispatcher {
     /// Whether the runs begun and ended since the last flush are written this turn (see
     /// [`RUNS_STREAM`]).
     fn runs_due(&mut self) -> bool {
-        let unwritten = self.outcomes.values().map(Vec::len).sum::<usize>()
-            + self.began.values().map(Vec::len).sum::<usize>();
+        let unwritten = self.unwritten();
         if unwritten == 0 {
             self.unwritten_since = None;
             return false;
         }
         let since = *self.unwritten_since.get_or_insert_with(Instant::now);
         self.runs.len() < RUNS_STREAM || unwritten >= RUNS_BATCH || since.elapsed() >= RUNS_HOLD
+    }
+
+    /// How many begun and ended runs wait to be written.
+    fn unwritten(&self) -> usize {
+        self.outcomes.values().map(Vec::len).sum::<usize>()
+            + self.began.values().map(Vec::len).sum::<usize>()
     }
 
     /// Records the begun runs (their tasks go `running`) and ended runs, in one
@@ -2237,7 +2242,7 @@ impl Dispatcher {
             }
         }
         // What a store error kept waits on: the next turn tries again.
-        if self.outcomes.values().all(Vec::is_empty) && self.began.values().all(Vec::is_empty) {
+        if self.unwritten() == 0 {
             self.unwritten_since = None;
         }
     }
