@@ -130,6 +130,16 @@ impl TestServer {
         dir_bytes(&self.data_dir.join("blob/extents"))
     }
 
+    /// Waits (up to 10 s) until the extent files hold `bytes`: the engine unlinks on a
+    /// thread of its own, moments after the deletion commits.
+    async fn await_extent_bytes(&self, bytes: u64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.extent_bytes() != bytes && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(self.extent_bytes(), bytes);
+    }
+
     async fn stop(mut self) -> tempfile::TempDir {
         self.server.take().unwrap().shutdown().await;
         self.dir
@@ -574,7 +584,7 @@ async fn an_upload_cut_off_half_way_never_becomes_visible() {
         .await
         .unwrap();
     assert!(!list.contains("partial.bin"), "{list}");
-    assert_eq!(s.extent_bytes(), 0, "the partial extent was removed");
+    s.await_extent_bytes(0).await; // the partial extent was removed
     s.stop().await;
 }
 
@@ -615,12 +625,12 @@ async fn concurrent_writers_leave_one_complete_version() {
         got.len()
     );
     // Only the winner's bytes remain on disk.
-    assert_eq!(s.extent_bytes(), got.len() as u64);
+    s.await_extent_bytes(got.len() as u64).await;
     s.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deletes_free_space_at_once_and_state_survives_restart() {
+async fn deletes_free_space_promptly_and_state_survives_restart() {
     let s = TestServer::start().await;
     s.create_container("space").await;
     let big = vec![42u8; 3 * 1024 * 1024];
@@ -650,7 +660,7 @@ async fn deletes_free_space_at_once_and_state_survives_restart() {
             .status(),
         StatusCode::ACCEPTED
     );
-    assert_eq!(s.extent_bytes(), 2 * big.len() as u64);
+    s.await_extent_bytes(2 * big.len() as u64).await;
     // The copy keeps its bytes after the source is gone.
     assert_eq!(s.get_bytes("/space/c").await.len(), big.len());
     // Restart on the same data directory.
@@ -663,7 +673,7 @@ async fn deletes_free_space_at_once_and_state_survives_restart() {
             .status(),
         StatusCode::ACCEPTED
     );
-    assert_eq!(s2.extent_bytes(), 0);
+    s2.await_extent_bytes(0).await;
     assert_eq!(
         error_code(s2.call(Method::GET, "/space/b", "", &[], vec![]).await)
             .await

@@ -332,6 +332,20 @@ pub struct AppendConditions {
     pub append_position: Option<u64>,
 }
 
+/// What a request body is for, which decides how it is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyKind {
+    /// A whole blob (Put Blob). Up to `inline_max` bytes it lives in the database; a new blob
+    /// is often read soon, so its bytes stay in the page cache.
+    Blob,
+    /// A block staged for Put Block List: the way big files are uploaded, piece by piece and
+    /// often in parallel, and rarely read back at once. Written around the page cache
+    /// (direct I/O), it costs one copy less and does not push out what others read.
+    Block,
+    /// A block appended to an append blob: small, and read soon (logs are tailed).
+    AppendBlock,
+}
+
 /// Request bytes written to the engine but not yet part of any blob.
 #[derive(Debug)]
 pub struct Staged {
@@ -500,7 +514,7 @@ impl Engine {
             .filter(|id| !referenced.contains(id))
             .collect();
         let n = orphans.len();
-        self.extents.release(orphans);
+        self.extents.sweep(&orphans);
         Ok(n)
     }
 
@@ -519,20 +533,20 @@ impl Engine {
 
     // ---- streaming in ----------------------------------------------------------------
 
-    /// Writes a request body. Bodies of at most `inline_max` bytes stay in memory when
-    /// `inline_ok`; others stream to a new extent file, fsynced before this returns.
+    /// Writes a request body. Blob bodies of at most `inline_max` bytes stay in memory; others
+    /// stream to a new extent file, fsynced before this returns.
     pub async fn stage<S, E>(
         &self,
         mut body: S,
         content_length: u64,
-        inline_ok: bool,
+        kind: BodyKind,
         want_md5: bool,
     ) -> Result<Staged>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin + Send,
         E: std::fmt::Display,
     {
-        if inline_ok && content_length <= self.config.inline_max {
+        if kind == BodyKind::Blob && content_length <= self.config.inline_max {
             let mut buf = BytesMut::with_capacity(content_length as usize);
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(|e| EngineError::Body(e.to_string()))?;
@@ -552,7 +566,8 @@ impl Engine {
             });
         }
         let (file, guard) = self.extents.create()?;
-        let mut writer = extents::ExtentWriter::new(file, self.extents.path(guard.id), want_md5);
+        let cache = kind != BodyKind::Block;
+        let mut writer = extents::ExtentWriter::new(&self.extents, file, guard.id, want_md5, cache);
         let mut received = 0u64;
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| EngineError::Body(e.to_string()))?;

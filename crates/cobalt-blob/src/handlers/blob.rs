@@ -14,7 +14,7 @@ use crate::auth::{
     self, AuthRequest, Principal,
     sas::{OVERRIDE_HEADERS, Sas},
 };
-use crate::engine::{AppendConditions, BlobType, Conditions, ContentHeaders, CopySpec};
+use crate::engine::{AppendConditions, BlobType, BodyKind, Conditions, ContentHeaders, CopySpec};
 use crate::error::{ErrorCode, StorageError, StorageResult};
 use crate::headers::{self, resolve_range};
 use crate::request::{Operation, Query, parse_target};
@@ -154,7 +154,7 @@ pub(super) async fn put_blob(ctx: Ctx, body: Body) -> StorageResult<Response> {
     let staged = ctx
         .svc
         .engine
-        .stage(body.into_data_stream(), len, true, true)
+        .stage(body.into_data_stream(), len, BodyKind::Blob, true)
         .await?;
     check_md5(&expected_md5, staged.md5)?;
     let md5 = staged.md5.map(|m| STANDARD.encode(m));
@@ -217,7 +217,12 @@ pub(super) async fn put_block(ctx: Ctx, body: Body) -> StorageResult<Response> {
     let staged = ctx
         .svc
         .engine
-        .stage(body.into_data_stream(), len, false, expected_md5.is_some())
+        .stage(
+            body.into_data_stream(),
+            len,
+            BodyKind::Block,
+            expected_md5.is_some(),
+        )
         .await?;
     check_md5(&expected_md5, staged.md5)?;
     let md5 = staged.md5.map(|m| STANDARD.encode(m));
@@ -262,7 +267,12 @@ pub(super) async fn append_block(ctx: Ctx, body: Body) -> StorageResult<Response
     let staged = ctx
         .svc
         .engine
-        .stage(body.into_data_stream(), len, false, expected_md5.is_some())
+        .stage(
+            body.into_data_stream(),
+            len,
+            BodyKind::AppendBlock,
+            expected_md5.is_some(),
+        )
         .await?;
     check_md5(&expected_md5, staged.md5)?;
     let md5 = staged.md5.map(|m| STANDARD.encode(m));
