@@ -26,6 +26,13 @@ use crate::batch_cmds::{FileCommand, JobCommand, NodeCommand, PoolCommand, TaskC
 use crate::blob_cmds::{BlobCommand, ContainerCommand};
 use crate::connection::Group;
 
+/// jemalloc keeps freed memory for reuse (and gives it back after idle seconds). glibc's
+/// malloc hands the ~400 KiB buffers hyper reads request bodies into back to the kernel as
+/// they are freed, so each upload refaults them page by page. With jemalloc the server takes a
+/// 1 GiB upload in 4 MiB blocks with 28% less CPU (0.95 vs 1.32 s, six alternating pairs).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Cobalt: a self-hosted Azure Batch and Blob Storage service.
 ///
 /// `cobalt serve` runs the services; the client commands (pool, node, job, task, file,
