@@ -288,3 +288,129 @@ fn deleting_inline_blobs_gives_pages_back() {
     let after = pages(&e);
     assert!(after < empty + 50, "{empty} -> {full} -> {after}");
 }
+
+/// Stages `data` as one block, through an extent file as Put Block does.
+async fn stage_block(engine: &Engine, id: &[u8], data: &[u8]) {
+    let chunks: Vec<std::result::Result<Bytes, io::Error>> = data
+        .chunks(100_000)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    let staged = engine
+        .stage(
+            futures_util::stream::iter(chunks),
+            data.len() as u64,
+            BodyKind::Block,
+            false,
+        )
+        .await
+        .unwrap();
+    engine
+        .stage_block("acct", "cont", "big", id, staged)
+        .unwrap();
+}
+
+async fn read(engine: &Engine, range: Option<(u64, u64)>) -> Vec<u8> {
+    let (_, reader) = engine
+        .open_blob("acct", "cont", "big", |_| Ok(range))
+        .unwrap();
+    let mut out = Vec::new();
+    let mut stream = std::pin::pin!(reader.into_stream());
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.unwrap();
+        assert!(
+            chunk.len() as u64 <= READ_CHUNK,
+            "a chunk larger than READ_CHUNK"
+        );
+        out.extend_from_slice(&chunk);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_cross_chunk_and_block_boundaries_in_order() {
+    let (_dir, engine) = engine();
+    let chunk = READ_CHUNK as usize;
+    // Block sizes around the read chunk, so reads end mid-block and blocks end mid-chunk.
+    let sizes = [chunk + 1, 7, 2 * chunk - 3, chunk];
+    let mut content = Vec::new();
+    let mut list = Vec::new();
+    for (i, size) in sizes.into_iter().enumerate() {
+        let data: Vec<u8> = (0..size).map(|j| (j * 31 + i * 7) as u8).collect();
+        let id = format!("block-{i}").into_bytes();
+        stage_block(&engine, &id, &data).await;
+        content.extend_from_slice(&data);
+        list.push((BlockListKind::Latest, id));
+    }
+    engine
+        .commit_block_list(
+            "acct",
+            "cont",
+            "big",
+            &list,
+            &ContentHeaders::default(),
+            &Metadata::new(),
+            &Conditions::default(),
+            false,
+        )
+        .unwrap();
+    let total = content.len() as u64;
+    assert_eq!(read(&engine, Some((0, total - 1))).await, content);
+    for (from, to) in [
+        (0, 0),
+        (1, READ_CHUNK),
+        (READ_CHUNK - 2, READ_CHUNK + 9),
+        (READ_CHUNK + 3, 3 * READ_CHUNK),
+        (total - 5, total - 1),
+    ] {
+        assert_eq!(
+            read(&engine, Some((from, to))).await,
+            &content[from as usize..=to as usize],
+            "range {from}-{to}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_that_fails_ends_the_stream_with_the_error() {
+    let (dir, engine) = engine();
+    let data = vec![7u8; 3 * READ_CHUNK as usize];
+    stage_block(&engine, b"only", &data).await;
+    engine
+        .commit_block_list(
+            "acct",
+            "cont",
+            "big",
+            &[(BlockListKind::Latest, b"only".to_vec())],
+            &ContentHeaders::default(),
+            &Metadata::new(),
+            &Conditions::default(),
+            false,
+        )
+        .unwrap();
+    // Damage the stored bytes behind the engine's back: the extent loses its tail.
+    let mut cut = 0;
+    for sub in std::fs::read_dir(dir.path().join("extents")).unwrap() {
+        for file in std::fs::read_dir(sub.unwrap().path()).unwrap() {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(file.unwrap().path())
+                .unwrap();
+            file.set_len(READ_CHUNK + 10).unwrap();
+            cut += 1;
+        }
+    }
+    assert_eq!(cut, 1);
+    let (_, reader) = engine
+        .open_blob("acct", "cont", "big", |_| {
+            Ok(Some((0, data.len() as u64 - 1)))
+        })
+        .unwrap();
+    let mut stream = std::pin::pin!(reader.into_stream());
+    assert_eq!(
+        stream.next().await.unwrap().unwrap().len() as u64,
+        READ_CHUNK
+    );
+    let err = stream.next().await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    assert!(stream.next().await.is_none(), "nothing after the error");
+}
