@@ -343,7 +343,11 @@ impl SectorBuf {
 /// memory (one being written, one arriving).
 pub struct ExtentWriter {
     extents: Arc<Extents>,
-    file: Arc<File>,
+    /// The new file, created on a blocking thread while the first window arrives.
+    opening: Option<Task<(File, ExtentGuard)>>,
+    /// Set once `opening` is done.
+    opened: Option<(Arc<File>, ExtentGuard)>,
+    cache: bool,
     window: Vec<Bytes>,
     window_len: usize,
     written: u64,
@@ -355,48 +359,58 @@ pub struct ExtentWriter {
     md5: Option<Task<Md5>>,
     md5_slots: Arc<tokio::sync::Semaphore>,
     want_md5: bool,
-    dir_sync: Task<()>,
+    dir_sync: Option<Task<()>>,
 }
 
 impl ExtentWriter {
-    /// Starts writing `file`, new extent `id`; its directory entry is made durable right away.
+    /// Starts a new extent. Its file is created (and its directory entry made durable) on
+    /// blocking threads while the body's first window arrives: creating a file can take a
+    /// millisecond (ext4 looks for a free inode), too long for an async worker.
     ///
     /// With `cache` false the bytes go around the page cache where the file system allows it:
     /// for bytes unlikely to be read back soon, which then neither cost a copy into the cache
     /// nor push out what others read.
-    pub fn new(
-        extents: &Arc<Extents>,
-        file: File,
-        id: ExtentId,
-        want_md5: bool,
-        cache: bool,
-    ) -> Self {
-        let path = extents.path(id);
-        let dir_sync = tokio::task::spawn_blocking(move || sync_dir(&path));
-        let sink = if !cache && set_direct(&file, true).is_ok() {
-            let spare = extents
-                .spare
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pop();
-            Sink::Direct(Some(spare.unwrap_or_else(SectorBuf::new)))
-        } else {
-            Sink::Cached
-        };
+    pub fn new(extents: &Arc<Extents>, want_md5: bool, cache: bool) -> Self {
+        let creator = Arc::clone(extents);
         Self {
             extents: Arc::clone(extents),
-            file: Arc::new(file),
+            opening: Some(tokio::task::spawn_blocking(move || creator.create())),
+            opened: None,
+            cache,
             window: Vec::new(),
             window_len: 0,
             written: 0,
             synced: 0,
-            sink,
+            sink: Sink::Cached,
             write: None,
             sync: None,
             md5: None,
             md5_slots: Arc::new(tokio::sync::Semaphore::new(MD5_BACKLOG)),
             want_md5,
-            dir_sync,
+            dir_sync: None,
+        }
+    }
+
+    /// The file, once created; the first call waits for it and picks the sink.
+    async fn file(&mut self) -> io::Result<Arc<File>> {
+        if let Some(opening) = self.opening.take() {
+            let (file, guard) = join(opening).await?;
+            let path = self.extents.path(guard.id);
+            self.dir_sync = Some(tokio::task::spawn_blocking(move || sync_dir(&path)));
+            if !self.cache && set_direct(&file, true).is_ok() {
+                let spare = self
+                    .extents
+                    .spare
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .pop();
+                self.sink = Sink::Direct(Some(spare.unwrap_or_else(SectorBuf::new)));
+            }
+            self.opened = Some((Arc::new(file), guard));
+        }
+        match &self.opened {
+            Some((file, _)) => Ok(Arc::clone(file)),
+            None => Err(io::Error::other("extent file creation failed earlier")),
         }
     }
 
@@ -418,6 +432,7 @@ impl ExtentWriter {
 
     /// Hands the current window to a writer (and hasher) task, after the previous one is done.
     async fn flush_window(&mut self, last: bool) -> io::Result<()> {
+        let file = self.file().await?;
         if let Some(previous) = self.write.take() {
             self.sink = join(previous).await?;
             // What is written goes to the disk while the next windows arrive, a few MiB at a time
@@ -430,7 +445,7 @@ impl ExtentWriter {
                 if let Some(done) = self.sync.take() {
                     join(done).await?;
                 }
-                let file = Arc::clone(&self.file);
+                let file = Arc::clone(&file);
                 self.sync = Some(tokio::task::spawn_blocking(move || file.sync_data()));
             }
         }
@@ -460,27 +475,36 @@ impl ExtentWriter {
                 .await
             }));
         }
-        let file = Arc::clone(&self.file);
         let sink = match &mut self.sink {
             Sink::Cached => Sink::Cached,
             Sink::Direct(buf) => Sink::Direct(buf.take()),
         };
-        self.write = Some(tokio::task::spawn_blocking(move || match sink {
-            // One system call per window: the chunks as they arrived are often only a few KiB.
-            Sink::Cached => write_all_vectored_at(&file, &window, offset).map(|()| Sink::Cached),
-            Sink::Direct(buf) => write_direct(
-                &file,
-                buf.unwrap_or_else(SectorBuf::new),
-                &window,
-                offset,
-                last,
-            ),
+        self.write = Some(tokio::task::spawn_blocking(move || {
+            let sink = match sink {
+                // One system call per window: the chunks as they arrived are often only a few KiB.
+                Sink::Cached => {
+                    write_all_vectored_at(&file, &window, offset).map(|()| Sink::Cached)
+                }
+                Sink::Direct(buf) => write_direct(
+                    &file,
+                    buf.unwrap_or_else(SectorBuf::new),
+                    &window,
+                    offset,
+                    last,
+                ),
+            }?;
+            // The last window's thread also makes the file durable: one trip less per body.
+            if last {
+                file.sync_data()?;
+            }
+            Ok(sink)
         }));
         Ok(())
     }
 
-    /// Writes the last window and fsyncs the file; returns (length, MD5).
-    pub async fn finish(mut self) -> io::Result<(u64, Option<[u8; 16]>)> {
+    /// Writes the last window and fsyncs the file; returns the extent (still armed: it goes
+    /// away if dropped), its length and MD5.
+    pub async fn finish(mut self) -> io::Result<(ExtentGuard, u64, Option<[u8; 16]>)> {
         self.flush_window(true).await?;
         if let Some(last) = self.write.take()
             && let Sink::Direct(Some(buf)) = join(last).await?
@@ -493,14 +517,24 @@ impl ExtentWriter {
         if let Some(sync) = self.sync.take() {
             join(sync).await?;
         }
-        join(self.dir_sync).await?;
-        let file = Arc::clone(&self.file);
-        join(tokio::task::spawn_blocking(move || file.sync_data())).await?;
+        if let Some(dir_sync) = self.dir_sync.take() {
+            join(dir_sync).await?;
+        }
         let md5 = match self.md5.take() {
             Some(task) => Some(join(task).await?.finalize().into()),
             None => None,
         };
-        Ok((self.written, md5))
+        let (_, guard) = self
+            .opened
+            .take()
+            .ok_or_else(|| io::Error::other("extent file never created"))?;
+        Ok((guard, self.written, md5))
+    }
+
+    /// The file being written (tests look at its flags).
+    #[cfg(test)]
+    async fn test_file(&mut self) -> Arc<File> {
+        self.file().await.expect("extent file")
     }
 }
 
@@ -632,8 +666,7 @@ mod tests {
     async fn stream(cache: bool, body: &[u8], chunk_sizes: &[usize]) -> Vec<u8> {
         let dir = tempfile::tempdir().expect("tempdir");
         let extents = Arc::new(Extents::open(dir.path().to_path_buf()).expect("open"));
-        let (file, guard) = extents.create().expect("create");
-        let mut writer = ExtentWriter::new(&extents, file, guard.id, true, cache);
+        let mut writer = ExtentWriter::new(&extents, true, cache);
         let mut rest = Bytes::copy_from_slice(body);
         for size in chunk_sizes.iter().cycle() {
             if rest.is_empty() {
@@ -644,7 +677,7 @@ mod tests {
                 .await
                 .expect("push");
         }
-        let (len, md5) = writer.finish().await.expect("finish");
+        let (guard, len, md5) = writer.finish().await.expect("finish");
         assert_eq!(len, body.len() as u64);
         assert_eq!(md5, Some(Md5::digest(body).into()));
         std::fs::read(extents.path(guard.disarm())).expect("read")
@@ -683,16 +716,39 @@ mod tests {
     async fn uncached_extents_bypass_the_page_cache_where_the_file_system_can() {
         let dir = tempfile::tempdir().expect("tempdir");
         let extents = Arc::new(Extents::open(dir.path().to_path_buf()).expect("open"));
-        let (file, guard) = extents.create().expect("create");
-        let probe = file.try_clone().expect("clone");
-        let writer = ExtentWriter::new(&extents, file, guard.id, false, false);
+        let mut writer = ExtentWriter::new(&extents, false, false);
+        let probe = writer.test_file().await;
         // Where direct I/O exists (ext4, xfs...), an uncached writer uses it.
         assert_eq!(is_direct(&probe), set_direct(&probe, true).is_ok());
         writer.finish().await.expect("finish");
-        let (file, _guard) = extents.create().expect("create");
-        let probe = file.try_clone().expect("clone");
-        let _writer = ExtentWriter::new(&extents, file, guard.id, false, true);
+        let mut writer = ExtentWriter::new(&extents, false, true);
+        let probe = writer.test_file().await;
         assert!(!is_direct(&probe), "a cached writer never uses direct I/O");
+    }
+
+    #[tokio::test]
+    async fn a_writer_dropped_before_it_finishes_leaves_no_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let extents = Arc::new(Extents::open(dir.path().to_path_buf()).expect("open"));
+        // Dropped before its file exists, with part of a window, and after whole windows.
+        for len in [0, 10, 2 * WINDOW + 10] {
+            let mut writer = ExtentWriter::new(&extents, false, false);
+            if len > 0 {
+                writer
+                    .push(Bytes::from(vec![1u8; len]))
+                    .await
+                    .expect("push");
+            }
+            drop(writer);
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !extents.list().expect("list").is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "extent files left behind"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     #[test]

@@ -564,9 +564,8 @@ impl Engine {
                 content: StagedContent::Inline(buf.freeze()),
             });
         }
-        let (file, guard) = self.extents.create()?;
         let cache = kind != BodyKind::Block;
-        let mut writer = extents::ExtentWriter::new(&self.extents, file, guard.id, want_md5, cache);
+        let mut writer = extents::ExtentWriter::new(&self.extents, want_md5, cache);
         let mut received = 0u64;
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| EngineError::Body(e.to_string()))?;
@@ -576,8 +575,9 @@ impl Engine {
             }
             writer.push(chunk).await?;
         }
-        // On any early return above, `guard` removes the partial extent.
-        let (len, md5) = writer.finish().await?;
+        // On any early return (here or below), the writer's or `guard`'s drop removes the
+        // partial extent.
+        let (guard, len, md5) = writer.finish().await?;
         if len != content_length {
             return Err(EngineError::Body("body shorter than Content-Length".into()));
         }
