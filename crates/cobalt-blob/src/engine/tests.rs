@@ -309,6 +309,26 @@ async fn stage_block(engine: &Engine, id: &[u8], data: &[u8]) {
         .unwrap();
 }
 
+/// Commits blob `big` from the staged blocks `ids`, in order.
+fn commit_big(engine: &Engine, ids: &[Vec<u8>]) {
+    let list: Vec<_> = ids
+        .iter()
+        .map(|id| (BlockListKind::Latest, id.clone()))
+        .collect();
+    engine
+        .commit_block_list(
+            "acct",
+            "cont",
+            "big",
+            &list,
+            &ContentHeaders::default(),
+            &Metadata::new(),
+            &Conditions::default(),
+            false,
+        )
+        .unwrap();
+}
+
 async fn read(engine: &Engine, range: Option<(u64, u64)>) -> Vec<u8> {
     let (_, reader) = engine
         .open_blob("acct", "cont", "big", |_| Ok(range))
@@ -333,26 +353,15 @@ async fn reads_cross_chunk_and_block_boundaries_in_order() {
     // Block sizes around the read chunk, so reads end mid-block and blocks end mid-chunk.
     let sizes = [chunk + 1, 7, 2 * chunk - 3, chunk];
     let mut content = Vec::new();
-    let mut list = Vec::new();
+    let mut ids = Vec::new();
     for (i, size) in sizes.into_iter().enumerate() {
         let data: Vec<u8> = (0..size).map(|j| (j * 31 + i * 7) as u8).collect();
         let id = format!("block-{i}").into_bytes();
         stage_block(&engine, &id, &data).await;
         content.extend_from_slice(&data);
-        list.push((BlockListKind::Latest, id));
+        ids.push(id);
     }
-    engine
-        .commit_block_list(
-            "acct",
-            "cont",
-            "big",
-            &list,
-            &ContentHeaders::default(),
-            &Metadata::new(),
-            &Conditions::default(),
-            false,
-        )
-        .unwrap();
+    commit_big(&engine, &ids);
     let total = content.len() as u64;
     assert_eq!(read(&engine, Some((0, total - 1))).await, content);
     for (from, to) in [
@@ -375,18 +384,7 @@ async fn a_read_that_fails_ends_the_stream_with_the_error() {
     let (dir, engine) = engine();
     let data = vec![7u8; 3 * READ_CHUNK as usize];
     stage_block(&engine, b"only", &data).await;
-    engine
-        .commit_block_list(
-            "acct",
-            "cont",
-            "big",
-            &[(BlockListKind::Latest, b"only".to_vec())],
-            &ContentHeaders::default(),
-            &Metadata::new(),
-            &Conditions::default(),
-            false,
-        )
-        .unwrap();
+    commit_big(&engine, &[b"only".to_vec()]);
     // Damage the stored bytes behind the engine's back: the extent loses its tail.
     let mut cut = 0;
     for sub in std::fs::read_dir(dir.path().join("extents")).unwrap() {
