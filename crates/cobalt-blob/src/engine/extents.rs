@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 
 use bytes::Bytes;
-use md5::{Digest, Md5};
+use cobalt_md5::{Digest, Md5};
 
 /// The id of an extent file.
 pub type ExtentId = i64;

@@ -5,9 +5,9 @@ use axum::body::Body;
 use axum::response::Response;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use cobalt_md5::{Digest, Md5};
 use futures_util::StreamExt;
 use http::{HeaderMap, Method, StatusCode, header};
-use md5::{Digest, Md5};
 
 use super::{blob_headers, finish, respond, with_etag, with_metadata};
 use crate::auth::{
