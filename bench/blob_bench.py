@@ -17,6 +17,8 @@ Every knob is an environment variable (see bench/README.md):
   AZURITE_BLOB     azurite-blob executable (default bench/.cache/azurite-3.35.0/...)
   BENCH_AZURITE_ARGS / BENCH_COBALT_ARGS   extra server arguments (shell-split)
   BENCH_START_TIMEOUT   seconds to wait for a server to listen (default 60)
+  BENCH_DD_NEAR=0  no dd before each run of an upload row (then upload rows are compared with
+                   the dd runs at the start only)
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ TARGET_RATIO = 3.0
 TARGET_DD_PCT = 70.0
 TARGET_RSS_MIB = 64.0
 BLOCK_PARTS = 4  # blocks sent at once by the parallel Put Block row
+# After a dd next to an upload row: time for its file's discards and for the memory it freed to
+# settle (this VM hands freed pages back to the host after ~2 s), so the dd does not help or
+# hinder the run it is compared with.
+DD_SETTLE_S = 3.0
 
 
 # --------------------------------------------------------------------------- config
@@ -80,6 +86,7 @@ class Config:
     azurite_args: list[str]
     cobalt_args: list[str]
     start_timeout: float
+    dd_near: bool
 
     @staticmethod
     def from_env() -> "Config":
@@ -120,6 +127,7 @@ class Config:
             azurite_args=shlex.split(os.environ.get("BENCH_AZURITE_ARGS", "")),
             cobalt_args=shlex.split(os.environ.get("BENCH_COBALT_ARGS", "")),
             start_timeout=float(env_int("BENCH_START_TIMEOUT", 60)),
+            dd_near=os.environ.get("BENCH_DD_NEAR", "1") not in ("", "0"),
         )
 
 
@@ -423,6 +431,7 @@ class Result:
     times: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
     other: list[float] = field(default_factory=list)  # CPU s of processes other than server and clients
+    dd: list[float] = field(default_factory=list)  # dd MiB/s right before each run (upload rows)
     error: str | None = None
 
     def other_cores(self) -> float | None:
@@ -493,6 +502,17 @@ class Bench:
         if res is None or res.error:
             return
         self.server.check_alive()
+        row = next(r for r in self.rows if r.key == row_key)
+        if row.upload and self.cfg.dd_near:
+            # The disk's speed drifts over minutes here: compare each upload with a dd taken now.
+            try:
+                res.dd.append(dd_once(self.cfg, self.server.workdir.parent))
+                print(f"[{self.server.label}] {row_key:<11} dd before run {len(res.times) + 1}: "
+                      f"{res.dd[-1]:,.0f} MiB/s", flush=True)
+            except RuntimeError as e:
+                print(f"[{self.server.label}] {row_key}: {e}; compared with the first dd runs", flush=True)
+            os.sync()
+            time.sleep(DD_SETTLE_S)
         os.sync()
         pid = self.server.proc.pid
         sampler = self.server.sampler
@@ -517,7 +537,6 @@ class Bench:
         res.times.append(elapsed)
         res.cpu.append(server_cpu)
         res.other.append(max(0.0, other))
-        row = next(r for r in self.rows if r.key == row_key)
         print(f"[{self.server.label}] {row_key:<11} run {len(res.times)}: {elapsed:8.3f} s "
               f"{row.amount / elapsed:10.1f} {row.unit}  (server CPU {server_cpu:.2f} s, "
               f"other processes {res.other[-1]:.2f} CPU s)", flush=True)
@@ -690,24 +709,31 @@ class Bench:
 
 # --------------------------------------------------------------------------- dd, files, report
 
-def dd_baseline(cfg: Config, base: Path) -> tuple[list[float], str | None]:
-    speeds = []
+def dd_once(cfg: Config, base: Path) -> float:
+    """One `dd conv=fdatasync` of the dd size into a new file under base, in MiB/s."""
     target = base / "dd.bin"
     count = cfg.dd_size // MiB
+    os.sync()
     try:
-        for i in range(cfg.runs):
-            os.sync()
-            t0 = time.perf_counter()
-            r = subprocess.run(["dd", "if=/dev/zero", f"of={target}", "bs=1M", f"count={count}",
-                                "conv=fdatasync"], capture_output=True, text=True, timeout=900)
-            elapsed = time.perf_counter() - t0
-            target.unlink(missing_ok=True)
-            if r.returncode != 0:
-                return speeds, f"dd failed: {r.stderr.strip()[:200]}"
-            speeds.append(count / elapsed)
-            print(f"[dd] run {i + 1}: {elapsed:.3f} s {count / elapsed:.1f} MiB/s", flush=True)
+        t0 = time.perf_counter()
+        r = subprocess.run(["dd", "if=/dev/zero", f"of={target}", "bs=1M", f"count={count}",
+                            "conv=fdatasync"], capture_output=True, text=True, timeout=900)
+        elapsed = time.perf_counter() - t0
     finally:
         target.unlink(missing_ok=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"dd failed: {r.stderr.strip()[:200]}")
+    return count / elapsed
+
+
+def dd_baseline(cfg: Config, base: Path) -> tuple[list[float], str | None]:
+    speeds = []
+    for i in range(cfg.runs):
+        try:
+            speeds.append(dd_once(cfg, base))
+        except RuntimeError as e:
+            return speeds, str(e)
+        print(f"[dd] run {i + 1}: {speeds[-1]:.1f} MiB/s", flush=True)
     return speeds, None
 
 
@@ -860,29 +886,44 @@ def report(cfg: Config, servers: list[Server], benches: list[Bench | None], rows
                  f"that number is pessimistic ({len(noisy)} cell(s)); re-run on a quiet machine.")
         L.append("")
 
+    def dd_for(bench: Bench | None, key: str) -> float | None:
+        """The dd an upload row is compared with: the runs right before its own, else the first ones."""
+        rr = res(bench, key)
+        return statistics.median(rr.dd) if rr and rr.dd else dd_med
+
     # dd baseline
+    dd_cmd = f"`dd if=/dev/zero bs=1M count={cfg.dd_size // MiB} conv=fdatasync`"
     if dd_med:
-        L.append(f"**dd baseline** (`dd if=/dev/zero bs=1M count={cfg.dd_size // MiB} conv=fdatasync` on the same "
-                 f"disk): **{dd_med:,.0f} MiB/s** median (runs: {', '.join(f'{v:,.0f}' for v in dd)} MiB/s).")
+        L.append(f"**dd baseline** ({dd_cmd} on the same disk): **{dd_med:,.0f} MiB/s** median at the start "
+                 f"(runs: {', '.join(f'{v:,.0f}' for v in dd)} MiB/s).")
     else:
-        L.append(f"**dd baseline**: not measured ({dd_err or 'no runs'}).")
+        L.append(f"**dd baseline**: not measured at the start ({dd_err or 'no runs'}).")
+    if cfg.dd_near:
+        L.append(f"The disk's speed drifts over minutes, so each run of an upload row also has a dd right before "
+                 f"it ({DD_SETTLE_S:g} s of rest between them), and % of dd compares the row's median with the "
+                 f"median of its own dd runs.")
     L.append("")
     up_rows = [r for r in rows if r.upload]
-    if dd_med and up_rows:
-        L.append(f"| upload row | {a_lbl} % of dd |" + (f" {b_lbl} % of dd (target ≥{TARGET_DD_PCT:g}%) |" if b_lbl else ""))
-        L.append("|---|---:|" + ("---:|" if b_lbl else ""))
+    if up_rows and any(dd_for(bench, r.key) for bench in (A, B) for r in up_rows):
+        lbls = [a_lbl] + ([b_lbl] if b_lbl else [])
+        L.append("| upload row | " + " | ".join(
+            f"{lbl} % of dd" + (f" (target ≥{TARGET_DD_PCT:g}%)" if lbl == b_lbl else "") for lbl in lbls)
+            + " | " + " | ".join(f"dd next to {lbl}'s runs (MiB/s)" for lbl in lbls) + " |")
+        L.append("|---|" + "---:|" * (2 * len(lbls)))
         for r in up_rows:
-            cells = []
+            cells, dds = [], []
             for bench in ([A, B] if b_lbl else [A]):
                 rr = res(bench, r.key)
                 m = rr.median() if rr else None
-                if m:
-                    pct = 100 * (r.amount / m) / dd_med
+                base = dd_for(bench, r.key)
+                if m and base:
+                    pct = 100 * (r.amount / m) / base
                     mark = (" ✅" if pct >= TARGET_DD_PCT else " ❌") if bench is B else ""
                     cells.append(f"{pct:.0f}%{mark}")
                 else:
                     cells.append("—")
-            L.append(f"| {r.title} | " + " | ".join(cells) + " |")
+                dds.append(", ".join(f"{v:,.0f}" for v in rr.dd) if rr and rr.dd else "—")
+            L.append(f"| {r.title} | " + " | ".join(cells) + " | " + " | ".join(dds) + " |")
         L.append("")
 
     # targets
@@ -893,13 +934,14 @@ def report(cfg: Config, servers: list[Server], benches: list[Bench | None], rows
         L.append(f"- ≥{TARGET_RATIO:g}× {a_lbl} on every row: {len(ratios_ok)}/{n_rows} rows met"
                  + (f"; below target: {'; '.join(failing)}" if failing else "")
                  + (f"; not measured: {n_rows - len(ratios_all)}" if len(ratios_all) < n_rows else ""))
-        if dd_med:
+        if up_rows:
             pcts = []
             for r in up_rows:
                 rb = res(B, r.key)
                 m = rb.median() if rb else None
-                if m:
-                    pcts.append((r.title, 100 * (r.amount / m) / dd_med))
+                base = dd_for(B, r.key)
+                if m and base:
+                    pcts.append((r.title, 100 * (r.amount / m) / base))
             if pcts:
                 best = max(pcts, key=lambda x: x[1])
                 L.append(f"- {human_size(cfg.big)} upload ≥{TARGET_DD_PCT:g}% of dd: best {best[1]:.0f}% ({best[0]}) "
