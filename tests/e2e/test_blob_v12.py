@@ -975,3 +975,24 @@ def test_crash_mid_upload_keeps_acknowledged_blobs(cobalt_factory, payloads):
     cc3 = service_client(endpoint3, retry_total=0).get_container_client(cname)
     assert {b.name for b in cc3.list_blobs()} == set(listed) | {"after-restart", "after-restart-big"}
     assert download(cc3.get_blob_client("after-restart")) == b"still alive"
+
+
+@pytest.mark.needs_own_server
+def test_staged_blocks_survive_kill9_right_after_put_block(cobalt_factory, payloads):
+    """A 201 from Put Block means the block survives the process being killed at once: after
+    a restart it is listed, in order and whole, and commits."""
+    server = cobalt_factory("crash-staged")
+    endpoint = server.start()
+    bc = service_client(endpoint).create_container("staged").get_blob_client("big")
+    source = payloads[9 * MiB].data
+    ids = [f"block-{i:03d}" for i in range(9)]
+    for i, block_id in enumerate(ids):
+        bc.stage_block(block_id, source[i * MiB:(i + 1) * MiB])
+    server.kill9()      # right after the last 201
+    endpoint2 = server.start()
+    bc2 = service_client(endpoint2).get_blob_client("staged", "big")
+    committed, uncommitted = bc2.get_block_list("all")
+    assert committed == []
+    assert [(b.id, b.size) for b in uncommitted] == [(i, MiB) for i in ids]
+    bc2.commit_block_list(ids)
+    assert sha256(download(bc2)) == payloads[9 * MiB].sha256
