@@ -433,8 +433,7 @@ class Result:
     times: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
     other: list[float] = field(default_factory=list)  # CPU s of processes other than server and clients
-    # dd MiB/s right before each run (upload rows), index for index with `times`; None where it failed
-    dd: list[float | None] = field(default_factory=list)
+    dd: list[float] = field(default_factory=list)  # dd MiB/s right before each run (upload rows)
     error: str | None = None
 
     def other_cores(self) -> float | None:
@@ -447,13 +446,6 @@ class Result:
 
     def median(self) -> float | None:
         return statistics.median(self.times) if self.times and not self.error else None
-
-    def dd_speeds(self) -> list[float]:
-        return [v for v in self.dd if v is not None]
-
-    def pct_of_dd(self, amount: float) -> list[float]:
-        """Each run's throughput as % of the dd right before it (paired, so drift between runs cancels)."""
-        return [100 * (amount / t) / d for t, d in zip(self.times, self.dd) if d]
 
 
 def make_rows(cfg: Config) -> list[Row]:
@@ -522,8 +514,7 @@ class Bench:
                 print(f"[{self.server.label}] {row_key:<11} dd before run {len(res.times) + 1}: "
                       f"{res.dd[-1]:,.0f} MiB/s", flush=True)
             except RuntimeError as e:
-                res.dd.append(None)
-                print(f"[{self.server.label}] {row_key}: {e}; this run is not compared with a dd", flush=True)
+                print(f"[{self.server.label}] {row_key}: {e}; compared with the first dd runs", flush=True)
             os.sync()
             time.sleep(DD_SETTLE_S)
         os.sync()
@@ -538,7 +529,6 @@ class Bench:
         except ServerDied:
             raise
         except Exception as e:  # a failing row is reported in the table; the other rows go on
-            del res.dd[len(res.times):]
             res.error = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
             print(f"[{self.server.label}] {row_key} FAILED: {res.error}", flush=True)
             self.server.check_alive()
@@ -906,15 +896,10 @@ def report(cfg: Config, servers: list[Server], benches: list[Bench | None], rows
                  f"that number is pessimistic ({len(noisy)} cell(s)); re-run on a quiet machine.")
         L.append("")
 
-    def pct_runs(bench: Bench | None, r: Row) -> list[float]:
-        """An upload row's runs as % of dd: each against the dd right before it, else the first dd runs."""
-        rr = res(bench, r.key)
-        if not rr or rr.error or not rr.times:
-            return []
-        paired = rr.pct_of_dd(r.amount)
-        if paired:
-            return paired
-        return [100 * (r.amount / t) / dd_med for t in rr.times] if dd_med else []
+    def dd_for(bench: Bench | None, key: str) -> float | None:
+        """The dd an upload row is compared with: the runs right before its own, else the first ones."""
+        rr = res(bench, key)
+        return statistics.median(rr.dd) if rr and rr.dd else dd_med
 
     # dd baseline
     dd_cmd = f"`dd if=/dev/zero bs=1M count={cfg.dd_size // MiB} conv=fdatasync`"
@@ -925,11 +910,11 @@ def report(cfg: Config, servers: list[Server], benches: list[Bench | None], rows
         L.append(f"**dd baseline**: not measured at the start ({dd_err or 'no runs'}).")
     if cfg.dd_near:
         L.append(f"The disk's speed drifts over minutes, so each run of an upload row also has a dd right before "
-                 f"it ({DD_SETTLE_S:g} s of rest between them). % of dd is the median over the runs of each run's "
-                 f"throughput against the dd right before it (paired, so the drift between runs cancels).")
+                 f"it ({DD_SETTLE_S:g} s of rest between them), and % of dd compares the row's median with the "
+                 f"median of its own dd runs.")
     L.append("")
     up_rows = [r for r in rows if r.upload]
-    if up_rows and any(pct_runs(bench, r) for bench in (A, B) for r in up_rows):
+    if up_rows and any(dd_for(bench, r.key) for bench in (A, B) for r in up_rows):
         lbls = [a_lbl] + ([b_lbl] if b_lbl else [])
         L.append("| upload row | " + " | ".join(
             f"{lbl} % of dd" + (f" (target ≥{TARGET_DD_PCT:g}%)" if lbl == b_lbl else "") for lbl in lbls)
@@ -939,14 +924,15 @@ def report(cfg: Config, servers: list[Server], benches: list[Bench | None], rows
             cells, dds = [], []
             for bench in ([A, B] if b_lbl else [A]):
                 rr = res(bench, r.key)
-                runs = pct_runs(bench, r)
-                if runs:
-                    pct = statistics.median(runs)
+                m = rr.median() if rr else None
+                base = dd_for(bench, r.key)
+                if m and base:
+                    pct = 100 * (r.amount / m) / base
                     mark = (" ✅" if pct >= TARGET_DD_PCT else " ❌") if bench is B else ""
-                    cells.append(f"{pct:.0f}%{mark} (runs: {', '.join(f'{v:.0f}' for v in runs)})")
+                    cells.append(f"{pct:.0f}%{mark}")
                 else:
                     cells.append("—")
-                dds.append(", ".join(f"{v:,.0f}" for v in rr.dd_speeds()) if rr and rr.dd_speeds() else "—")
+                dds.append(", ".join(f"{v:,.0f}" for v in rr.dd) if rr and rr.dd else "—")
             L.append(f"| {r.title} | " + " | ".join(cells) + " | " + " | ".join(dds) + " |")
         L.append("")
 
@@ -961,9 +947,11 @@ def report(cfg: Config, servers: list[Server], benches: list[Bench | None], rows
         if up_rows:
             pcts = []
             for r in up_rows:
-                runs = pct_runs(B, r)
-                if runs:
-                    pcts.append((r.title, statistics.median(runs)))
+                rb = res(B, r.key)
+                m = rb.median() if rb else None
+                base = dd_for(B, r.key)
+                if m and base:
+                    pcts.append((r.title, 100 * (r.amount / m) / base))
             if pcts:
                 best = max(pcts, key=lambda x: x[1])
                 L.append(f"- {human_size(cfg.big)} upload ≥{TARGET_DD_PCT:g}% of dd: best {best[1]:.0f}% ({best[0]}) "
