@@ -901,6 +901,13 @@ def report(cfg: Config, servers: list[Server], benches: list[Bench | None], rows
         rr = res(bench, key)
         return statistics.median(rr.dd) if rr and rr.dd else dd_med
 
+    def pct_of_dd(bench: Bench | None, r: Row) -> float | None:
+        """An upload row's median throughput as a % of its dd."""
+        rr = res(bench, r.key)
+        m = rr.median() if rr else None
+        base = dd_for(bench, r.key)
+        return 100 * (r.amount / m) / base if m and base else None
+
     # dd baseline
     dd_cmd = f"`dd if=/dev/zero bs=1M count={cfg.dd_size // MiB} conv=fdatasync`"
     if dd_med:
@@ -924,10 +931,8 @@ def report(cfg: Config, servers: list[Server], benches: list[Bench | None], rows
             cells, dds = [], []
             for bench in ([A, B] if b_lbl else [A]):
                 rr = res(bench, r.key)
-                m = rr.median() if rr else None
-                base = dd_for(bench, r.key)
-                if m and base:
-                    pct = 100 * (r.amount / m) / base
+                pct = pct_of_dd(bench, r)
+                if pct is not None:
                     mark = (" ✅" if pct >= TARGET_DD_PCT else " ❌") if bench is B else ""
                     cells.append(f"{pct:.0f}%{mark}")
                 else:
@@ -945,13 +950,7 @@ def report(cfg: Config, servers: list[Server], benches: list[Bench | None], rows
                  + (f"; below target: {'; '.join(failing)}" if failing else "")
                  + (f"; not measured: {n_rows - len(ratios_all)}" if len(ratios_all) < n_rows else ""))
         if up_rows:
-            pcts = []
-            for r in up_rows:
-                rb = res(B, r.key)
-                m = rb.median() if rb else None
-                base = dd_for(B, r.key)
-                if m and base:
-                    pcts.append((r.title, 100 * (r.amount / m) / base))
+            pcts = [(r.title, p) for r in up_rows if (p := pct_of_dd(B, r)) is not None]
             if pcts:
                 best = max(pcts, key=lambda x: x[1])
                 L.append(f"- {human_size(cfg.big)} upload ≥{TARGET_DD_PCT:g}% of dd: best {best[1]:.0f}% ({best[0]}) "
