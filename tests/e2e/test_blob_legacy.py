@@ -377,6 +377,26 @@ def test_conditional_overwrite(svc, container):
     assert svc.get_blob_to_bytes(container, "c.txt").content == b"v2"
 
 
+def test_service_properties_keep_what_a_call_leaves_out(cobalt_factory):
+    from azure.storage.models import CorsRule, Logging, RetentionPolicy
+    server = cobalt_factory("legacy-props")
+    own = make_service(server.start())
+    props = own.get_blob_service_properties()
+    assert props.cors == [] and not props.logging.write
+    own.set_blob_service_properties(cors=[CorsRule(["https://example.org"], ["GET", "HEAD"],
+                                                   max_age_in_seconds=30)])
+    own.set_blob_service_properties(logging=Logging(read=True, write=True, delete=True,
+                                                    retention_policy=RetentionPolicy(True, 4)))
+    props = own.get_blob_service_properties()
+    [rule] = props.cors
+    assert rule.allowed_origins == ["https://example.org"] and rule.allowed_methods == ["GET", "HEAD"]
+    assert rule.max_age_in_seconds == 30
+    assert props.logging.write and props.logging.retention_policy.days == 4
+    own.set_blob_service_properties(cors=[])
+    props = own.get_blob_service_properties()
+    assert props.cors == [] and props.logging.write
+
+
 # ---------------------------------------------------------------------------------
 # listing
 # ---------------------------------------------------------------------------------

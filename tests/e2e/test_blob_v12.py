@@ -740,6 +740,48 @@ def test_sas_expired_not_yet_valid_and_tampered(cobalt, sas_setup):
     assert download(sas_blob(cobalt, cname, "existing.txt", csas)) == b"existing"
 
 
+@pytest.mark.needs_own_server
+def test_service_properties_set_per_setting_and_kept_across_restart(cobalt_factory):
+    from azure.storage.blob import BlobAnalyticsLogging, CorsRule, RetentionPolicy, StaticWebsite
+    server = cobalt_factory("props")
+    svc = service_client(server.start())
+    props = svc.get_service_properties()
+    assert props["analytics_logging"].version == "1.0" and not props["analytics_logging"].write
+    assert props["cors"] == [] and not props["delete_retention_policy"].enabled
+
+    # Each call sends only the settings it names; the others keep their values (Azure's rule).
+    rule = CorsRule(["https://example.org", "https://example.net"], ["GET", "PUT"],
+                    allowed_headers=["x-ms-meta-*"], exposed_headers=["x-ms-request-id"],
+                    max_age_in_seconds=600)
+    svc.set_service_properties(cors=[rule])
+    svc.set_service_properties(
+        analytics_logging=BlobAnalyticsLogging(read=True, write=True, delete=False,
+                                               retention_policy=RetentionPolicy(enabled=True, days=5)),
+        delete_retention_policy=RetentionPolicy(enabled=True, days=3))
+    svc.set_service_properties(static_website=StaticWebsite(enabled=True, index_document="index.html",
+                                                            error_document404_path="404.html"))
+
+    svc = service_client(server.restart())
+    props = svc.get_service_properties()
+    [cors] = props["cors"]
+    assert cors.allowed_origins == "https://example.org,https://example.net"
+    assert cors.allowed_methods == "GET,PUT"
+    assert cors.allowed_headers == "x-ms-meta-*" and cors.exposed_headers == "x-ms-request-id"
+    assert cors.max_age_in_seconds == 600
+    logging = props["analytics_logging"]
+    assert (logging.read, logging.write, logging.delete) == (True, True, False)
+    assert logging.retention_policy.enabled and logging.retention_policy.days == 5
+    assert props["delete_retention_policy"].enabled and props["delete_retention_policy"].days == 3
+    website = props["static_website"]
+    assert website.enabled and website.index_document == "index.html"
+    assert website.error_document404_path == "404.html"
+
+    # An empty CORS list removes the rules and only them.
+    svc.set_service_properties(cors=[])
+    props = svc.get_service_properties()
+    assert props["cors"] == [] and props["delete_retention_policy"].days == 3
+
+
 # ---------------------------------------------------------------------------------
 # authentication / public access
 # ---------------------------------------------------------------------------------

@@ -237,37 +237,108 @@ pub fn write_signed_identifiers(ids: &[SignedIdentifier]) -> String {
     out
 }
 
-/// Checks that a body is well-formed XML whose root element is `root`.
-pub fn check_root(body: &[u8], root: &str) -> StorageResult<()> {
+/// The settings of Set Service Properties, in the order Azure writes them.
+const SERVICE_PROPERTY_SECTIONS: [&str; 7] = [
+    "Logging",
+    "HourMetrics",
+    "MinuteMetrics",
+    "Cors",
+    "DefaultServiceVersion",
+    "DeleteRetentionPolicy",
+    "StaticWebsite",
+];
+
+/// The top-level elements of a well-formed `<root>` document, each as its name and its own
+/// text (start tag to end tag, as sent). Anything else than such a document is an error.
+fn sections(body: &[u8], root: &str) -> StorageResult<Vec<(String, String)>> {
     let mut reader = Reader::from_reader(body);
     let mut buf = Vec::new();
-    let mut depth = 0i32;
-    let mut root_ok = false;
+    let mut depth = 0u32;
+    let mut root_seen = false;
+    let mut sections = Vec::new();
+    let mut open: Option<(String, usize)> = None;
     loop {
-        match reader
+        let before = usize::try_from(reader.buffer_position()).map_err(|_| invalid_xml())?;
+        let event = reader
             .read_event_into(&mut buf)
-            .map_err(|_| invalid_xml())?
-        {
+            .map_err(|_| invalid_xml())?;
+        let after = usize::try_from(reader.buffer_position()).map_err(|_| invalid_xml())?;
+        let text = |from: usize| {
+            std::str::from_utf8(&body[from..after])
+                .map(str::to_owned)
+                .map_err(|_| invalid_xml())
+        };
+        let name = |e: &quick_xml::events::BytesStart| {
+            String::from_utf8(e.local_name().as_ref().to_vec()).map_err(|_| invalid_xml())
+        };
+        match event {
             Event::Start(e) => {
-                if depth == 0 {
-                    root_ok = e.local_name().as_ref() == root.as_bytes();
+                match depth {
+                    0 if root_seen || e.local_name().as_ref() != root.as_bytes() => {
+                        return Err(invalid_xml());
+                    }
+                    0 => root_seen = true,
+                    1 => open = Some((name(&e)?, before)),
+                    _ => {}
                 }
                 depth += 1;
             }
-            Event::Empty(e) if depth == 0 => {
-                root_ok = e.local_name().as_ref() == root.as_bytes();
+            Event::Empty(e) => match depth {
+                0 if root_seen || e.local_name().as_ref() != root.as_bytes() => {
+                    return Err(invalid_xml());
+                }
+                0 => root_seen = true,
+                1 => sections.push((name(&e)?, text(before)?)),
+                _ => {}
+            },
+            Event::End(_) => {
+                depth = depth.checked_sub(1).ok_or_else(invalid_xml)?;
+                if depth == 1 {
+                    let (name, from) = open.take().ok_or_else(invalid_xml)?;
+                    sections.push((name, text(from)?));
+                }
             }
-            Event::End(_) => depth -= 1,
+            Event::Text(t) if depth <= 1 && !t.iter().all(u8::is_ascii_whitespace) => {
+                return Err(invalid_xml());
+            }
             Event::Eof => break,
             _ => {}
         }
         buf.clear();
     }
-    if root_ok && depth == 0 {
-        Ok(())
+    if root_seen && depth == 0 {
+        Ok(sections)
     } else {
         Err(invalid_xml())
     }
+}
+
+/// Applies a Set Service Properties body to the stored document, as Azure does: each setting
+/// the body has (`Logging`, `Cors`...) replaces the stored one whole, and every setting it
+/// leaves out keeps its stored value. An empty `<Cors />` therefore removes all CORS rules.
+pub fn merge_service_properties(stored: &str, update: &[u8]) -> StorageResult<String> {
+    const ROOT: &str = "StorageServiceProperties";
+    let mut merged = sections(stored.as_bytes(), ROOT)?;
+    for (name, text) in sections(update, ROOT)? {
+        match merged.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = text,
+            None => merged.push((name, text)),
+        }
+    }
+    // Known settings in Azure's order, then any others as they came.
+    let rank = |name: &str| {
+        SERVICE_PROPERTY_SECTIONS
+            .iter()
+            .position(|s| *s == name)
+            .unwrap_or(SERVICE_PROPERTY_SECTIONS.len())
+    };
+    merged.sort_by_key(|(name, _)| rank(name));
+    let mut out = format!("{DECLARATION}<{ROOT}>");
+    for (_, text) in &merged {
+        out.push_str(text);
+    }
+    out.push_str(&format!("</{ROOT}>"));
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -327,16 +398,51 @@ mod tests {
     }
 
     #[test]
-    fn root_check() {
-        assert!(
-            check_root(
-                b"<StorageServiceProperties><Logging/></StorageServiceProperties>",
-                "StorageServiceProperties"
-            )
-            .is_ok()
+    fn service_properties_merge_per_setting() {
+        let stored = r#"<?xml version="1.0" encoding="utf-8"?><StorageServiceProperties><Logging><Version>1.0</Version></Logging><Cors><CorsRule><AllowedOrigins>*</AllowedOrigins></CorsRule></Cors><StaticWebsite><Enabled>false</Enabled></StaticWebsite></StorageServiceProperties>"#;
+        // A body with only a new Logging keeps Cors and StaticWebsite; an empty Cors clears the rules.
+        let update = br#"<?xml version='1.0' encoding='utf-8'?>
+<StorageServiceProperties>
+  <StaticWebsite><Enabled>true</Enabled></StaticWebsite>
+  <Logging><Version>2.0</Version></Logging>
+  <Cors />
+</StorageServiceProperties>"#;
+        assert_eq!(
+            merge_service_properties(stored, update).unwrap(),
+            r#"<?xml version="1.0" encoding="utf-8"?><StorageServiceProperties><Logging><Version>2.0</Version></Logging><Cors /><StaticWebsite><Enabled>true</Enabled></StaticWebsite></StorageServiceProperties>"#
         );
-        assert!(check_root(b"<Other/>", "StorageServiceProperties").is_err());
-        assert!(check_root(b"<StorageServiceProperties>", "StorageServiceProperties").is_err());
+        // An empty body element changes nothing; a setting Azure adds later is kept.
+        let same = merge_service_properties(stored, b"<StorageServiceProperties/>").unwrap();
+        assert_eq!(same, stored);
+        let later = merge_service_properties(
+            stored,
+            b"<StorageServiceProperties><Future>1</Future></StorageServiceProperties>",
+        )
+        .unwrap();
+        assert!(
+            later.ends_with("<Future>1</Future></StorageServiceProperties>"),
+            "{later}"
+        );
+    }
+
+    #[test]
+    fn service_properties_reject_other_documents() {
+        let stored = "<StorageServiceProperties/>";
+        for body in [
+            &b"<Other/>"[..],
+            b"<StorageServiceProperties>",
+            b"<StorageServiceProperties><Logging></StorageServiceProperties>",
+            b"<StorageServiceProperties>text</StorageServiceProperties>",
+            b"<StorageServiceProperties/><StorageServiceProperties/>",
+            b"",
+            b"not xml",
+        ] {
+            assert!(
+                merge_service_properties(stored, body).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 }
 
@@ -373,7 +479,7 @@ mod props {
         fn block_list_parser_never_panics(body in prop::collection::vec(any::<u8>(), 0..512)) {
             let _ = parse_block_list(&body);
             let _ = parse_signed_identifiers(&body);
-            let _ = check_root(&body, "StorageServiceProperties");
+            let _ = merge_service_properties("<StorageServiceProperties/>", &body);
         }
 
         #[test]

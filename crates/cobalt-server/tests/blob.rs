@@ -1342,3 +1342,74 @@ async fn accounts_from_a_configuration_file() {
         "{err:#}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_properties_are_set_per_setting() {
+    let s = TestServer::start().await;
+    let get = || async {
+        let r = s
+            .call(
+                Method::GET,
+                "/",
+                "restype=service&comp=properties",
+                &[],
+                vec![],
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        r.text().await.unwrap()
+    };
+    let set = |body: &str| {
+        let body = body.as_bytes().to_vec();
+        async {
+            s.call(
+                Method::PUT,
+                "/",
+                "restype=service&comp=properties",
+                &[],
+                body,
+            )
+            .await
+        }
+    };
+    let defaults = get().await;
+    assert!(
+        defaults.contains("<Logging><Version>1.0</Version>"),
+        "{defaults}"
+    );
+
+    let cors = "<Cors><CorsRule><AllowedOrigins>https://example.org</AllowedOrigins><AllowedMethods>GET</AllowedMethods>\
+                <AllowedHeaders>*</AllowedHeaders><ExposedHeaders>*</ExposedHeaders><MaxAgeInSeconds>60</MaxAgeInSeconds></CorsRule></Cors>";
+    let r = set(&format!("<?xml version=\"1.0\" encoding=\"utf-8\"?><StorageServiceProperties>{cors}</StorageServiceProperties>")).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let retention =
+        "<DeleteRetentionPolicy><Enabled>true</Enabled><Days>7</Days></DeleteRetentionPolicy>";
+    let r = set(&format!(
+        "<StorageServiceProperties>{retention}</StorageServiceProperties>"
+    ))
+    .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    // Both settings are there, with the logging and metrics left as they were.
+    let both = get().await;
+    assert!(both.contains(cors) && both.contains(retention), "{both}");
+    assert!(both.contains("<Logging><Version>1.0</Version>"), "{both}");
+
+    // Bad bodies change nothing.
+    for body in ["<StorageServiceProperties><Cors>", "<Other/>", "not xml"] {
+        assert_eq!(
+            error_code(set(body).await).await,
+            (StatusCode::BAD_REQUEST, "InvalidXmlDocument".into()),
+            "{body}"
+        );
+    }
+    assert_eq!(get().await, both);
+    // An empty Cors removes the rules.
+    let r = set("<StorageServiceProperties><Cors /></StorageServiceProperties>").await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let cleared = get().await;
+    assert!(
+        !cleared.contains("CorsRule") && cleared.contains(retention),
+        "{cleared}"
+    );
+    s.stop().await;
+}

@@ -602,16 +602,34 @@ impl Engine {
         })
     }
 
-    /// Stores the service properties XML of an account.
-    pub fn set_service_properties(&self, account: &str, xml: &str) -> Result<()> {
+    /// Replaces the service properties XML of an account with what `update` makes of the
+    /// stored one (`None` when none is stored), in one transaction, so two updates at once
+    /// both apply. When `update` fails, nothing changes and its error is returned.
+    pub fn update_service_properties<E>(
+        &self,
+        account: &str,
+        update: impl FnOnce(Option<&str>) -> std::result::Result<String, E>,
+    ) -> Result<std::result::Result<(), E>> {
         self.db.write(|tx| {
+            let stored: Option<String> = tx
+                .query_row(
+                    "SELECT xml FROM service_properties WHERE account = ?1",
+                    [account],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(DbError::from)?;
+            let xml = match update(stored.as_deref()) {
+                Ok(xml) => xml,
+                Err(e) => return Ok(Err(e)),
+            };
             exec(
                 tx,
                 "INSERT INTO service_properties(account, xml) VALUES (?1, ?2)
                  ON CONFLICT(account) DO UPDATE SET xml = excluded.xml",
                 params![account, xml],
             )?;
-            Ok(())
+            Ok(Ok(()))
         })
     }
 

@@ -128,12 +128,13 @@ pub(super) async fn get_service_properties(ctx: Ctx) -> StorageResult<Response> 
 
 pub(super) async fn set_service_properties(ctx: Ctx, body: Body) -> StorageResult<Response> {
     let bytes = small_body(body, 64 * 1024).await?;
-    xml::check_root(&bytes, "StorageServiceProperties")?;
-    let text = String::from_utf8(bytes.to_vec())
-        .map_err(|_| StorageError::new(ErrorCode::InvalidXmlDocument))?;
     let account = ctx.account();
-    ctx.engine(move |e| e.set_service_properties(&account, &text))
-        .await?;
+    ctx.engine(move |e| {
+        e.update_service_properties(&account, |stored| {
+            xml::merge_service_properties(stored.unwrap_or(DEFAULT_SERVICE_PROPERTIES), &bytes)
+        })
+    })
+    .await??;
     finish(respond(StatusCode::ACCEPTED), Body::empty())
 }
 
