@@ -474,6 +474,8 @@ async fn ranges_sizes_and_versions() {
             vec![],
         )
         .await;
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.headers()["content-range"], "bytes 99990-99999/100000");
     assert_eq!(r.bytes().await.unwrap().as_ref(), &data[99990..]);
     let r = s
         .call(
@@ -486,25 +488,6 @@ async fn ranges_sizes_and_versions() {
         .await;
     assert_eq!(error_code(r).await.0, StatusCode::RANGE_NOT_SATISFIABLE);
 
-    // Size limits depend on the version: 4 MiB blocks before 2016-05-31. The server answers
-    // from the header alone, before any body arrives.
-    let r = s
-        .client
-        .put(s.url(
-            "/ranges/x",
-            &format!("comp=block&blockid={}", pct(&block_id(1))),
-        ))
-        .header("x-ms-version", "2015-04-05")
-        .header("content-length", (5 * 1024 * 1024).to_string())
-        .body(vec![0u8; 5 * 1024 * 1024])
-        .send()
-        .await;
-    if let Ok(r) = r {
-        assert_eq!(
-            error_code(r).await,
-            (StatusCode::PAYLOAD_TOO_LARGE, "RequestBodyTooLarge".into())
-        );
-    }
     // Any well-formed version is accepted and echoed; a malformed one is not.
     let r = s
         .call(
@@ -1341,6 +1324,214 @@ async fn accounts_from_a_configuration_file() {
         format!("{err:#}").contains("not a valid Cobalt configuration"),
         "{err:#}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_block_list_commits_leave_one_complete_version() {
+    let s = TestServer::start().await;
+    s.create_container("commits").await;
+    // Each writer stages its own 8 blocks of 64 KiB (ids of one length, as Azure requires),
+    // all of them before anyone commits, then all commit at once. A commit discards the
+    // other writers' uncommitted blocks, so each later commit either finds its blocks or
+    // fails with InvalidBlockList; the blob is always exactly one writer's bytes.
+    const WRITERS: u8 = 4;
+    const BLOCKS: u8 = 8;
+    for round in 0..3 {
+        let content = |w: u8, b: u8| vec![w * 16 + b + round; 64 * 1024];
+        let id = |w: u8, b: u8| STANDARD.encode(format!("w{w}-b{b:02}"));
+        for w in 0..WRITERS {
+            for b in 0..BLOCKS {
+                let r = s
+                    .call(
+                        Method::PUT,
+                        "/commits/same",
+                        &format!("comp=block&blockid={}", pct(&id(w, b))),
+                        &[],
+                        content(w, b),
+                    )
+                    .await;
+                assert_eq!(r.status(), StatusCode::CREATED);
+            }
+        }
+        let mut tasks = Vec::new();
+        for w in 0..WRITERS {
+            let body: String = (0..BLOCKS)
+                .map(|b| format!("<Uncommitted>{}</Uncommitted>", id(w, b)))
+                .collect();
+            let body =
+                format!("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>{body}</BlockList>");
+            let (client, url) = (s.client.clone(), s.url("/commits/same", "comp=blocklist"));
+            tasks.push(tokio::spawn(async move {
+                let r = client
+                    .put(url)
+                    .header("x-ms-version", "2026-10-06")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                (w, error_code(r).await)
+            }));
+        }
+        let mut winners = Vec::new();
+        for t in tasks {
+            match t.await.unwrap() {
+                (w, (StatusCode::CREATED, _)) => winners.push(w),
+                (_, (status, code)) => {
+                    assert_eq!(
+                        (status, code.as_str()),
+                        (StatusCode::BAD_REQUEST, "InvalidBlockList")
+                    )
+                }
+            }
+        }
+        assert!(!winners.is_empty(), "round {round}: no commit succeeded");
+        let got = s.get_bytes("/commits/same").await;
+        let expected = |w: u8| (0..BLOCKS).flat_map(|b| content(w, b)).collect::<Vec<u8>>();
+        assert!(
+            winners
+                .iter()
+                .any(|&w| got.as_ref() == expected(w).as_slice()),
+            "round {round}: the blob is no single writer's bytes ({} bytes; winners {winners:?})",
+            got.len()
+        );
+        // No writer's uncommitted blocks survive a commit.
+        let r = s
+            .call(
+                Method::GET,
+                "/commits/same",
+                "comp=blocklist&blocklisttype=uncommitted",
+                &[],
+                vec![],
+            )
+            .await;
+        let list = r.text().await.unwrap();
+        assert!(
+            list.contains("<UncommittedBlocks />")
+                || list.contains("<UncommittedBlocks/>")
+                || list.contains("<UncommittedBlocks></UncommittedBlocks>"),
+            "{list}"
+        );
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn size_count_and_digest_limits() {
+    let s = TestServer::start().await;
+    s.create_container("limits").await;
+    let kept = b"the blob that is already there";
+    assert_eq!(
+        s.put_blob("/limits/kept", kept).await.status(),
+        StatusCode::CREATED
+    );
+
+    // Over-size bodies are refused from their Content-Length alone, before any byte of the
+    // body is sent, with each version's limit.
+    let mib: u64 = 1024 * 1024;
+    let too_big = |path: &str, query: &str, version: &str, len: u64| {
+        let sep = if query.is_empty() { "" } else { "&" };
+        let head = format!(
+            "PUT /devstoreaccount1{path}?{query}{sep}{} HTTP/1.1\r\nhost: {}\r\nx-ms-version: {version}\r\n\
+             x-ms-blob-type: BlockBlob\r\ncontent-length: {len}\r\n\r\n",
+            s.sas,
+            s.addr()
+        );
+        let addr = s.addr();
+        async move { raw_request(addr, &head, b"").await }
+    };
+    let block = format!("comp=block&blockid={}", pct(&block_id(1)));
+    for (version, put_blob_limit, block_limit) in [
+        ("2015-04-05", 64 * mib, 4 * mib),
+        ("2018-03-28", 256 * mib, 100 * mib),
+        ("2026-10-06", 5000 * mib, 4000 * mib),
+    ] {
+        assert_eq!(
+            too_big("/limits/kept", "", version, put_blob_limit + 1).await,
+            (413, "RequestBodyTooLarge".to_owned()),
+            "Put Blob at {version}"
+        );
+        assert_eq!(
+            too_big("/limits/kept", &block, version, block_limit + 1).await,
+            (413, "RequestBodyTooLarge".to_owned()),
+            "Put Block at {version}"
+        );
+    }
+
+    // A Put Block whose bytes do not match its Content-MD5 is refused and not staged.
+    let r = s
+        .call(
+            Method::PUT,
+            "/limits/kept",
+            &block,
+            &[("content-md5", &STANDARD.encode(md5_of(b"other bytes")))],
+            b"some bytes".to_vec(),
+        )
+        .await;
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::BAD_REQUEST, "Md5Mismatch".into())
+    );
+    let r = s
+        .call(
+            Method::PUT,
+            "/limits/kept",
+            &block,
+            &[("content-md5", &STANDARD.encode(md5_of(b"some bytes")))],
+            b"some bytes".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let list = s
+        .call(
+            Method::GET,
+            "/limits/kept",
+            "comp=blocklist&blocklisttype=uncommitted",
+            &[],
+            vec![],
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(list.matches("<Block>").count(), 1, "{list}");
+
+    // More than 50,000 blocks in one list: 409 BlockCountExceedsLimit, the blob unchanged.
+    let entry = format!("<Latest>{}</Latest>", block_id(1));
+    let body = format!("<BlockList>{}</BlockList>", entry.repeat(50_001));
+    let r = s
+        .call(
+            Method::PUT,
+            "/limits/kept",
+            "comp=blocklist",
+            &[],
+            body.into_bytes(),
+        )
+        .await;
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::CONFLICT, "BlockCountExceedsLimit".into())
+    );
+    assert_eq!(s.get_bytes("/limits/kept").await.as_ref(), kept);
+    // Exactly 50,000 of the staged block is allowed.
+    let body = format!("<BlockList>{}</BlockList>", entry.repeat(50_000));
+    let r = s
+        .call(
+            Method::PUT,
+            "/limits/kept",
+            "comp=blocklist",
+            &[],
+            body.into_bytes(),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = s.call(Method::HEAD, "/limits/kept", "", &[], vec![]).await;
+    assert_eq!(r.headers()["content-length"], (50_000 * 10).to_string());
+    s.stop().await;
+}
+
+fn md5_of(data: &[u8]) -> Vec<u8> {
+    use cobalt_md5::{Digest, Md5};
+    Md5::digest(data).to_vec()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
