@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -14,7 +14,10 @@ use serde_json::Value;
 const EXE: &str = env!("CARGO_BIN_EXE_cobalt");
 
 /// Settings of the user's environment that must not leak into a test.
-const ISOLATED: [&str; 9] = [
+const ISOLATED: [&str; 12] = [
+    "COBALT_STORAGE_ACCOUNTS",
+    "AZURITE_ACCOUNTS",
+    "COBALT_BATCH_ACCOUNTS",
     "COBALT_BATCH_URL",
     "COBALT_BLOB_URL",
     "COBALT_ACCOUNT",
@@ -32,11 +35,18 @@ struct Server {
     batch_url: String,
     blob_url: String,
     dir: tempfile::TempDir,
+    /// Every line the server has logged so far.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
     fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), |_| {})
+    }
+
+    /// Starts on `dir` (its `data` directory may hold an earlier server's state), with what
+    /// `tune` adds to the command line and environment.
+    fn start_in(dir: tempfile::TempDir, tune: impl FnOnce(&mut Command)) -> Self {
         std::fs::write(dir.path().join("client.toml"), "").unwrap();
         let mut command = Command::new(EXE);
         command
@@ -50,9 +60,12 @@ impl Server {
         for name in ISOLATED {
             command.env_remove(name);
         }
+        tune(&mut command);
         let mut child = command.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let lines = Arc::clone(&log);
         // Reads the log to the end, so the server never blocks on a full pipe.
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
@@ -64,6 +77,7 @@ impl Server {
                         let _ = tx.send((service, url.to_owned()));
                     }
                 }
+                lines.lock().unwrap().push(line);
             }
         });
         let mut server = Self {
@@ -71,6 +85,7 @@ impl Server {
             batch_url: String::new(),
             blob_url: String::new(),
             dir,
+            log,
         };
         while server.batch_url.is_empty() || server.blob_url.is_empty() {
             let (service, url) = rx
@@ -517,5 +532,157 @@ fn completions_for_bash() {
     assert!(
         script.contains("cobalt") && script.contains("pool"),
         "{script}"
+    );
+}
+
+/// A valid account key (base64 of 64 bytes) other than the development key.
+fn test_key(byte: u8) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode([byte; 64])
+}
+
+#[test]
+fn serve_takes_accounts_from_the_environment_and_a_config_file_and_never_logs_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (env_key, file_key) = (test_key(7), test_key(9));
+    let config = dir.path().join("cobalt.toml");
+    std::fs::write(
+        &config,
+        format!("[[storage_accounts]]\nname = \"fileacct\"\nkey = \"{file_key}\"\n"),
+    )
+    .unwrap();
+    let s = Server::start_in(dir, |c| {
+        c.env("COBALT_STORAGE_ACCOUNTS", format!("envacct:{env_key}"))
+            .env("COBALT_LOG", "debug")
+            .arg("--config")
+            .arg(&config);
+    });
+    let base = s.blob_url.trim_end_matches("/devstoreaccount1").to_owned();
+    let file = s.dir.path().join("hello.txt");
+    std::fs::write(&file, "hello").unwrap();
+    for (account, key) in [("envacct", &env_key), ("fileacct", &file_key)] {
+        let url = format!("{base}/{account}");
+        let with = |args: &[&str]| {
+            let mut all = args.to_vec();
+            all.extend(["--blob-url", &url, "--storage-key", key]);
+            s.ok(&all)
+        };
+        with(&["container", "create", "own"]);
+        with(&["blob", "upload", "own", file.to_str().unwrap()]);
+        assert!(with(&["blob", "list", "own"]).stdout.contains("hello.txt"));
+        // Each account is its own: the other key is refused, the development account has no such container.
+        let other = if account == "envacct" {
+            &file_key
+        } else {
+            &env_key
+        };
+        let refused = s.run(&[
+            "blob",
+            "list",
+            "own",
+            "--blob-url",
+            &url,
+            "--storage-key",
+            other,
+        ]);
+        assert_eq!(refused.code, 1, "{refused:?}");
+    }
+    assert_eq!(s.run(&["blob", "list", "own"]).code, 1);
+
+    let log = s.log.lock().unwrap().join("\n");
+    assert!(log.contains("blob service listening on"), "{log}");
+    for key in [
+        env_key.as_str(),
+        file_key.as_str(),
+        cobalt_model::DEV_ACCOUNT_KEY,
+    ] {
+        assert!(!log.contains(key), "a key is in the log");
+    }
+}
+
+#[test]
+fn sigterm_lets_an_upload_in_flight_finish_then_exits_cleanly() {
+    use std::io::{Read, Write};
+    let s = Server::start();
+    s.ok(&["container", "create", "inflight"]);
+    let url = s
+        .ok(&["blob", "sas", "inflight", "big.bin", "--permissions", "cw"])
+        .stdout
+        .trim()
+        .to_owned();
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let body: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+
+    // Send the head and half the body; `Expect: 100-continue` makes the server say when its
+    // handler has started reading, so the request is surely in flight.
+    let mut conn = std::net::TcpStream::connect(host).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        conn,
+        "PUT {path} HTTP/1.1\r\nhost: {host}\r\nx-ms-version: 2026-10-06\r\nx-ms-blob-type: BlockBlob\r\n\
+         content-length: {}\r\nexpect: 100-continue\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed before 100 Continue");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let interim = String::from_utf8_lossy(&seen).into_owned();
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
+    conn.write_all(&body[..body.len() / 2]).unwrap();
+
+    let status = Command::new("kill")
+        .args(["-TERM", &s.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::thread::sleep(Duration::from_millis(200));
+    conn.write_all(&body[body.len() / 2..]).unwrap();
+    let mut response = Vec::new();
+    while !response.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed before the response");
+        response.extend_from_slice(&buf[..n]);
+    }
+    let response = String::from_utf8_lossy(&response).into_owned();
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+
+    // The server then exits by itself, successfully.
+    let mut s = s;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = s.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 30 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "exit status {exit}");
+    let log = s.log.lock().unwrap().join("\n");
+
+    // A new server on the same data directory has the whole blob.
+    let dir = std::mem::replace(&mut s.dir, tempfile::tempdir().unwrap());
+    drop(s);
+    let again = Server::start_in(dir, |_| {});
+    let out = again.dir.path().join("big.bin");
+    again.ok(&[
+        "blob",
+        "download",
+        "inflight",
+        "big.bin",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        std::fs::read(&out).unwrap() == body,
+        "the blob differs after the restart; log:\n{log}"
     );
 }
