@@ -377,6 +377,40 @@ def test_conditional_overwrite(svc, container):
     assert svc.get_blob_to_bytes(container, "c.txt").content == b"v2"
 
 
+def test_blocks_copy_and_modified_since(svc, container):
+    from azure.storage.blob.models import BlobBlock, BlobBlockState, BlockListType
+    svc.put_block(container, "blocks.bin", b"first-", "YmxvY2stMQ==")
+    svc.put_block(container, "blocks.bin", b"second", "YmxvY2stMg==")
+    listed = svc.get_block_list(container, "blocks.bin", block_list_type=BlockListType.All)
+    assert [b.id for b in listed.uncommitted_blocks] == ["YmxvY2stMQ==", "YmxvY2stMg=="]
+    assert not listed.committed_blocks
+    svc.put_block_list(container, "blocks.bin", [BlobBlock("YmxvY2stMg==", BlobBlockState.Latest),
+                                                 BlobBlock("YmxvY2stMQ==", BlobBlockState.Latest)])
+    assert svc.get_blob_to_bytes(container, "blocks.bin").content == b"secondfirst-"
+    listed = svc.get_block_list(container, "blocks.bin", block_list_type=BlockListType.All)
+    assert [(b.id, b.size) for b in listed.committed_blocks] == [("YmxvY2stMg==", 6), ("YmxvY2stMQ==", 6)]
+    assert not listed.uncommitted_blocks
+    # Committed blocks can be listed again, in any order; a block that is not there cannot.
+    svc.put_block_list(container, "blocks.bin", [BlobBlock("YmxvY2stMQ==", BlobBlockState.Committed)])
+    assert svc.get_blob_to_bytes(container, "blocks.bin").content == b"first-"
+    expect_http_error(lambda: svc.put_block_list(container, "blocks.bin",
+                                                 [BlobBlock("YmxvY2stMw==", BlobBlockState.Latest)]),
+                      400, "InvalidBlockList")
+
+    # Copy Blob within the server, authorised by the request's own key.
+    copy = svc.copy_blob(container, "copy.bin", svc.make_blob_url(container, "blocks.bin"))
+    assert copy.status == "success"
+    assert svc.get_blob_to_bytes(container, "copy.bin").content == b"first-"
+
+    # If-Modified-Since: a time after the last change gets 304 Not Modified.
+    modified = svc.get_blob_properties(container, "copy.bin").properties.last_modified
+    later = modified + datetime.timedelta(seconds=1)
+    expect_http_error(lambda: svc.get_blob_to_bytes(container, "copy.bin", if_modified_since=later,
+                                                    max_connections=1), 304)
+    earlier = modified - datetime.timedelta(seconds=1)
+    assert svc.get_blob_to_bytes(container, "copy.bin", if_modified_since=earlier).content == b"first-"
+
+
 def test_service_properties_keep_what_a_call_leaves_out(cobalt_factory):
     from azure.storage.models import CorsRule, Logging, RetentionPolicy
     server = cobalt_factory("legacy-props")

@@ -740,6 +740,35 @@ def test_sas_expired_not_yet_valid_and_tampered(cobalt, sas_setup):
     assert download(sas_blob(cobalt, cname, "existing.txt", csas)) == b"existing"
 
 
+def test_service_sas_protocol_and_ip_range(cobalt, sas_setup):
+    if EXTERNAL:
+        pytest.skip("Azurite does not check a SAS's protocol or IP range")
+    cname = sas_setup.container_name
+    expiry = utcnow() + timedelta(hours=1)
+
+    def for_blob(**kw):
+        return generate_blob_sas(ACCOUNT, cname, "existing.txt", account_key=KEY,
+                                 permission=BlobSasPermissions(read=True), expiry=expiry, **kw)
+
+    def for_container(**kw):
+        return generate_container_sas(ACCOUNT, cname, account_key=KEY,
+                                      permission=ContainerSasPermissions(read=True), expiry=expiry,
+                                      **kw)
+
+    for make in (for_blob, for_container):
+        # The client is 127.0.0.1 on plain http.
+        for ok in (make(ip="127.0.0.1"), make(ip="127.0.0.0-127.255.255.255"),
+                   make(protocol="https,http")):
+            assert download(sas_blob(cobalt, cname, "existing.txt", ok)) == b"existing"
+        expect_error(lambda: download(sas_blob(cobalt, cname, "existing.txt", make(protocol="https"))),
+                     status=403, codes="AuthorizationProtocolMismatch")
+        expect_error(lambda: download(sas_blob(cobalt, cname, "existing.txt", make(ip="10.1.2.3"))),
+                     status=403, codes="AuthorizationSourceIPMismatch")
+        expect_error(lambda: download(sas_blob(cobalt, cname, "existing.txt",
+                                               make(ip="10.0.0.0-10.255.255.255"))),
+                     status=403, codes="AuthorizationSourceIPMismatch")
+
+
 @pytest.mark.needs_own_server
 def test_service_properties_set_per_setting_and_kept_across_restart(cobalt_factory):
     from azure.storage.blob import BlobAnalyticsLogging, CorsRule, RetentionPolicy, StaticWebsite
@@ -976,6 +1005,9 @@ def test_crash_mid_upload_keeps_acknowledged_blobs(cobalt_factory, payloads):
         acked_now = set(acked)
         in_flight = {n: d for n, d in attempted.items() if n not in acked_now}
     assert len(acked_now) >= 3 + 6, f"too few uploads before the crash: {sorted(acked_now)}"
+    # Each thread records an upload before starting it, so the kill met at least one mid-way
+    # (the deterministic half-way cases are the integration test and the staged-blocks test below).
+    assert in_flight, "no upload was in flight at kill -9"
     expected.update({n: attempted[n] for n in acked_now if n in attempted})
 
     print(f"crash test: {len(acked_now)} acknowledged, {len(in_flight)} in flight at kill -9 "
