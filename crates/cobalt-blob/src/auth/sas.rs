@@ -258,6 +258,17 @@ mod tests {
             s.service_string_to_sign("acct", "c", None),
             "rl\n\n2030-01-01\n/blob/acct/c\n\n\n\n2017-04-17\n\n\n\n\n"
         );
+        // 2015-04-05, the oldest version of the current layout, with sip and spr filled in.
+        let s = sas("sv=2015-04-05&sr=b&sp=r&se=2030-01-01&sip=127.0.0.1&spr=https&sig=x");
+        assert_eq!(
+            s.service_string_to_sign("acct", "c", Some("b")),
+            "r\n\n2030-01-01\n/blob/acct/c/b\n\n127.0.0.1\nhttps\n2015-04-05\n\n\n\n\n"
+        );
+        let s = sas("sv=2015-04-05&ss=b&srt=o&sp=r&se=2030-01-01&spr=https,http&sig=x");
+        assert_eq!(
+            s.account_string_to_sign("acct"),
+            "acct\nr\nb\no\n\n2030-01-01\n\nhttps,http\n2015-04-05\n"
+        );
         let s = sas("sv=2013-08-15&sr=c&sp=r&se=2030-01-01&sig=x");
         assert_eq!(
             s.service_string_to_sign("acct", "c", None),
