@@ -318,7 +318,9 @@ fn sections(body: &[u8], root: &str) -> StorageResult<Vec<(String, String)>> {
 /// leaves out keeps its stored value. An empty `<Cors />` therefore removes all CORS rules.
 pub fn merge_service_properties(stored: &str, update: &[u8]) -> StorageResult<String> {
     const ROOT: &str = "StorageServiceProperties";
-    let mut merged = sections(stored.as_bytes(), ROOT)?;
+    // What an older Cobalt stored was only checked for its root: should it not split into
+    // settings, the request's settings start afresh rather than the account being stuck.
+    let mut merged = sections(stored.as_bytes(), ROOT).unwrap_or_default();
     for (name, text) in sections(update, ROOT)? {
         match merged.iter_mut().find(|(n, _)| *n == name) {
             Some(slot) => slot.1 = text,
@@ -422,6 +424,16 @@ mod tests {
         assert!(
             later.ends_with("<Future>1</Future></StorageServiceProperties>"),
             "{later}"
+        );
+        // A stored document that does not split into settings does not block updates.
+        let fixed = merge_service_properties(
+            "<StorageServiceProperties>stray text</StorageServiceProperties>",
+            b"<StorageServiceProperties><Cors /></StorageServiceProperties>",
+        )
+        .unwrap();
+        assert!(
+            fixed.ends_with("<StorageServiceProperties><Cors /></StorageServiceProperties>"),
+            "{fixed}"
         );
     }
 
