@@ -600,9 +600,22 @@ fn serve_takes_accounts_from_the_environment_and_a_config_file_and_never_logs_ke
     }
 }
 
+/// Reads an HTTP response head (status line and headers) from a raw connection.
+fn read_head(conn: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed before a response head: {head:?}");
+        head.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
 #[test]
 fn sigterm_lets_an_upload_in_flight_finish_then_exits_cleanly() {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let s = Server::start();
     s.ok(&["container", "create", "inflight"]);
     let url = s
@@ -626,14 +639,7 @@ fn sigterm_lets_an_upload_in_flight_finish_then_exits_cleanly() {
         body.len()
     )
     .unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = conn.read(&mut buf).unwrap();
-        assert!(n > 0, "connection closed before 100 Continue");
-        seen.extend_from_slice(&buf[..n]);
-    }
-    let interim = String::from_utf8_lossy(&seen).into_owned();
+    let interim = read_head(&mut conn);
     assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
     conn.write_all(&body[..body.len() / 2]).unwrap();
 
@@ -644,13 +650,7 @@ fn sigterm_lets_an_upload_in_flight_finish_then_exits_cleanly() {
     assert!(status.success());
     std::thread::sleep(Duration::from_millis(200));
     conn.write_all(&body[body.len() / 2..]).unwrap();
-    let mut response = Vec::new();
-    while !response.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = conn.read(&mut buf).unwrap();
-        assert!(n > 0, "connection closed before the response");
-        response.extend_from_slice(&buf[..n]);
-    }
-    let response = String::from_utf8_lossy(&response).into_owned();
+    let response = read_head(&mut conn);
     assert!(response.starts_with("HTTP/1.1 201"), "{response}");
 
     // The server then exits by itself, successfully.

@@ -1447,28 +1447,26 @@ async fn size_count_and_digest_limits() {
     }
 
     // A Put Block whose bytes do not match its Content-MD5 is refused and not staged.
-    let r = s
-        .call(
-            Method::PUT,
-            "/limits/kept",
-            &block,
-            &[("content-md5", &STANDARD.encode(md5_of(b"other bytes")))],
-            b"some bytes".to_vec(),
-        )
-        .await;
+    let put_some_bytes_with_md5_of = |digested: &'static [u8]| {
+        let md5 = STANDARD.encode(md5_of(digested));
+        let (s, block) = (&s, &block);
+        async move {
+            s.call(
+                Method::PUT,
+                "/limits/kept",
+                block,
+                &[("content-md5", &md5)],
+                b"some bytes".to_vec(),
+            )
+            .await
+        }
+    };
+    let r = put_some_bytes_with_md5_of(b"other bytes").await;
     assert_eq!(
         error_code(r).await,
         (StatusCode::BAD_REQUEST, "Md5Mismatch".into())
     );
-    let r = s
-        .call(
-            Method::PUT,
-            "/limits/kept",
-            &block,
-            &[("content-md5", &STANDARD.encode(md5_of(b"some bytes")))],
-            b"some bytes".to_vec(),
-        )
-        .await;
+    let r = put_some_bytes_with_md5_of(b"some bytes").await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let list = s
         .get_text("/limits/kept", "comp=blocklist&blocklisttype=uncommitted")
@@ -1476,33 +1474,25 @@ async fn size_count_and_digest_limits() {
     assert_eq!(list.matches("<Block>").count(), 1, "{list}");
 
     // More than 50,000 blocks in one list: 409 BlockCountExceedsLimit, the blob unchanged.
-    let entry = format!("<Latest>{}</Latest>", block_id(1));
-    let body = format!("<BlockList>{}</BlockList>", entry.repeat(50_001));
-    let r = s
-        .call(
+    let commit_block_1_times = |n: usize| {
+        let entry = format!("<Latest>{}</Latest>", block_id(1));
+        let body = format!("<BlockList>{}</BlockList>", entry.repeat(n));
+        s.call(
             Method::PUT,
             "/limits/kept",
             "comp=blocklist",
             &[],
             body.into_bytes(),
         )
-        .await;
+    };
+    let r = commit_block_1_times(50_001).await;
     assert_eq!(
         error_code(r).await,
         (StatusCode::CONFLICT, "BlockCountExceedsLimit".into())
     );
     assert_eq!(s.get_bytes("/limits/kept").await.as_ref(), kept);
     // Exactly 50,000 of the staged block is allowed.
-    let body = format!("<BlockList>{}</BlockList>", entry.repeat(50_000));
-    let r = s
-        .call(
-            Method::PUT,
-            "/limits/kept",
-            "comp=blocklist",
-            &[],
-            body.into_bytes(),
-        )
-        .await;
+    let r = commit_block_1_times(50_000).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let r = s.call(Method::HEAD, "/limits/kept", "", &[], vec![]).await;
     assert_eq!(r.headers()["content-length"], (50_000 * 10).to_string());
